@@ -1,0 +1,268 @@
+package actors
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/topicast/topicast/actors/actorpb"
+	"github.com/topicast/topicast/transport"
+	"github.com/topicast/topicast/transport/wire"
+)
+
+// DefaultRequestTimeout bounds a connection's wait for a topic actor.
+const DefaultRequestTimeout = 5 * time.Second
+
+// ConnConfig configures connection actors.
+type ConnConfig struct {
+	// MaxMessage is the largest data of a pub, in bytes. Zero means 65536.
+	MaxMessage int
+	// RequestTimeout bounds a pub's wait for its topic. Zero means
+	// DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// OnClosed, if set, is called when a connection actor stops.
+	OnClosed func(info *transport.SessionInfo, cause error)
+	Logger   *slog.Logger
+}
+
+func (c ConnConfig) withDefaults() ConnConfig {
+	if c.MaxMessage == 0 {
+		c.MaxMessage = 65536
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Conns starts connection actors and keeps the set of live ones. It is
+// goroutine-safe.
+type Conns struct {
+	system *actor.ActorSystem
+	router TopicRouter
+	relays *Relays
+	cfg    ConnConfig
+
+	mu    sync.Mutex
+	live  map[transport.Session]struct{}
+	empty chan struct{} // closed when live becomes empty; nil while it is
+}
+
+// NewConns returns a starter of connection actors that subscribe through
+// relays and publish through router.
+func NewConns(system *actor.ActorSystem, router TopicRouter, relays *Relays, cfg ConnConfig) *Conns {
+	return &Conns{system: system, router: router, relays: relays, cfg: cfg.withDefaults(),
+		live: make(map[transport.Session]struct{})}
+}
+
+// Accept starts the connection actor of s and returns the handler that feeds
+// it what the client sends. It is a transport.AcceptFunc.
+func (cs *Conns) Accept(s transport.Session) transport.Handler {
+	cs.mu.Lock()
+	cs.live[s] = struct{}{}
+	cs.mu.Unlock()
+	a := &connActor{conns: cs, sess: s, subs: make(map[string]bool)}
+	pid := cs.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
+	a.ref = &ConnRef{Session: s, PID: pid}
+	return &connHandler{root: cs.system.Root, pid: pid, maxData: cs.cfg.MaxMessage}
+}
+
+// Len returns the number of live connections.
+func (cs *Conns) Len() int {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.live)
+}
+
+// CloseAll closes every live session with d and returns a channel that is
+// closed once all their actors have stopped.
+func (cs *Conns) CloseAll(d transport.Disconnect) <-chan struct{} {
+	cs.mu.Lock()
+	sessions := make([]transport.Session, 0, len(cs.live))
+	for s := range cs.live {
+		sessions = append(sessions, s)
+	}
+	done := make(chan struct{})
+	if len(cs.live) == 0 {
+		close(done)
+	} else {
+		cs.empty = done
+	}
+	cs.mu.Unlock()
+	for _, s := range sessions {
+		s.Close(d)
+	}
+	return done
+}
+
+func (cs *Conns) remove(s transport.Session) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	delete(cs.live, s)
+	if len(cs.live) == 0 && cs.empty != nil {
+		close(cs.empty)
+		cs.empty = nil
+	}
+}
+
+// connHandler decodes frames on the session's reader goroutine, so actors
+// get parsed commands, and parsing runs in parallel across connections.
+type connHandler struct {
+	root    *actor.RootContext
+	pid     *actor.PID
+	maxData int
+}
+
+type sessionClosed struct{ err error }
+
+type badFrame struct{ err *wire.Error }
+
+func (h *connHandler) HandleFrame(frame []byte) {
+	cmd, err := wire.DecodeCommand(frame, h.maxData)
+	if err != nil {
+		h.root.Send(h.pid, &badFrame{err: wire.AsError(err)})
+		return
+	}
+	h.root.Send(h.pid, cmd)
+}
+
+func (h *connHandler) HandleClosed(err error) { h.root.Send(h.pid, &sessionClosed{err: err}) }
+
+// connActor is one client session: its subscriptions and its commands.
+type connActor struct {
+	conns *Conns
+	sess  transport.Session
+	ref   *ConnRef
+	// subs maps each subscribed topic to whether it is a datagram one.
+	subs   map[string]bool
+	closed bool
+}
+
+func (a *connActor) Receive(c actor.Context) {
+	switch msg := c.Message().(type) {
+	case *wire.Command:
+		a.onCommand(c, msg)
+	case *badFrame:
+		a.onBadFrame(msg)
+	case *SubscribeFailed:
+		delete(a.subs, msg.Topic)
+	case *sessionClosed:
+		a.onSessionClosed(c, msg)
+	}
+}
+
+func (a *connActor) write(frame []byte) {
+	_ = a.sess.Write(frame) // a failed write has closed the session; sessionClosed follows
+}
+
+func (a *connActor) fail(id uint64, code wire.ErrorCode, msg string) {
+	a.write(wire.AppendError(nil, &wire.Error{Code: code, Message: msg, ID: id}))
+}
+
+func (a *connActor) onBadFrame(msg *badFrame) {
+	if errors.Is(msg.err, wire.ErrMalformed) {
+		a.sess.Close(transport.Disconnect{Code: wire.CloseProtocolError, Reason: "malformed frame"})
+		return
+	}
+	a.write(wire.AppendError(nil, msg.err))
+}
+
+func (a *connActor) onCommand(c actor.Context, cmd *wire.Command) {
+	if a.closed {
+		return
+	}
+	switch cmd.Op {
+	case wire.OpSub:
+		a.onSub(cmd)
+	case wire.OpUnsub:
+		a.onUnsub(cmd)
+	case wire.OpPub:
+		a.onPub(c, cmd)
+	case wire.OpHello, wire.OpRefresh:
+		a.write(wire.AppendOK(nil, cmd.ID))
+	case wire.OpPing:
+		a.write(wire.PongFrame)
+	case wire.OpPong:
+	}
+}
+
+func (a *connActor) onSub(cmd *wire.Command) {
+	if _, ok := a.subs[cmd.Topic]; ok {
+		a.fail(cmd.ID, wire.CodeBadRequest, "already subscribed to "+cmd.Topic)
+		return
+	}
+	if cmd.Datagram {
+		if _, ok := a.sess.(transport.DatagramSession); !ok {
+			a.fail(cmd.ID, wire.CodeBadRequest, "datagram delivery needs WebTransport")
+			return
+		}
+	}
+	a.subs[cmd.Topic] = cmd.Datagram
+	a.conns.relays.send(cmd.Topic, &relaySubscribe{conn: a.ref, id: cmd.ID, since: cmd.Since, datagram: cmd.Datagram})
+}
+
+func (a *connActor) onUnsub(cmd *wire.Command) {
+	if _, ok := a.subs[cmd.Topic]; !ok {
+		a.fail(cmd.ID, wire.CodeBadRequest, "not subscribed to "+cmd.Topic)
+		return
+	}
+	delete(a.subs, cmd.Topic)
+	// The relay answers ok once it has removed the session, so no msg of
+	// the topic follows the ok.
+	a.conns.relays.send(cmd.Topic, &relayUnsubscribe{conn: a.ref, id: cmd.ID, reply: true})
+}
+
+func (a *connActor) onPub(c actor.Context, cmd *wire.Command) {
+	if wire.IsSystemTopic(cmd.Topic) {
+		a.fail(cmd.ID, wire.CodeForbidden, "only the server publishes to "+wire.SystemPrefix+" topics")
+		return
+	}
+	req := &actorpb.PublishRequest{Topic: cmd.Topic, Items: []*actorpb.PublishItem{{Data: cmd.Data}}}
+	a.publish(c, cmd, req, 1)
+}
+
+func (a *connActor) publish(c actor.Context, cmd *wire.Command, req *actorpb.PublishRequest, attempt int) {
+	pid, err := a.conns.router.TopicPID(cmd.Topic)
+	if err != nil {
+		a.fail(cmd.ID, wire.CodeUnavailable, "topic "+cmd.Topic+" is unavailable, try again")
+		return
+	}
+	f := c.RequestFuture(pid, req, a.conns.cfg.RequestTimeout)
+	c.ReenterAfter(f, func(res any, err error) {
+		if errors.Is(err, actor.ErrDeadLetter) && attempt < 3 {
+			a.publish(c, cmd, req, attempt+1) // the topic stopped between lookup and send
+			return
+		}
+		r, ok := res.(*actorpb.PublishResponse)
+		switch {
+		case err != nil || !ok:
+			a.fail(cmd.ID, wire.CodeUnavailable, "topic "+cmd.Topic+" did not answer, try again")
+		case r.Error != nil:
+			a.fail(cmd.ID, wire.ErrorCode(r.Error.Code), r.Error.Message)
+		default:
+			a.write(wire.AppendPubOK(nil, cmd.ID, cmd.Topic, r.Epoch, r.Seqs[0]))
+		}
+	})
+}
+
+func (a *connActor) onSessionClosed(c actor.Context, msg *sessionClosed) {
+	if a.closed {
+		return
+	}
+	a.closed = true
+	for topic := range a.subs {
+		a.conns.relays.send(topic, &relayUnsubscribe{conn: a.ref})
+	}
+	a.subs = nil
+	if f := a.conns.cfg.OnClosed; f != nil {
+		f(a.sess.Info(), msg.err)
+	}
+	a.conns.remove(a.sess)
+	c.Stop(c.Self())
+}

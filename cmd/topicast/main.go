@@ -1,0 +1,99 @@
+// Command topicast is the topicast server and its command-line tools.
+//
+//	topicast serve [flags]            run a node (HTTP on 127.0.0.1:8080)
+//	topicast pub [flags] TOPIC JSON   publish one message
+//	topicast sub [flags] TOPIC...     print the messages of topics
+//	topicast bench [flags]            measure a server under load
+//
+// Run "topicast COMMAND -h" for a command's flags. Flags and configuration are
+// parsed here only; the packages below take Config structs.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "topicast:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitError carries a process exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+const usage = `topicast delivers messages from services to clients in real time.
+
+Usage:
+  topicast serve [flags]            run a node (HTTP on 127.0.0.1:8080)
+  topicast pub [flags] TOPIC JSON   publish one message
+  topicast sub [flags] TOPIC...     print the messages of topics
+  topicast bench [flags]            measure a server under load
+
+Run "topicast COMMAND -h" for the flags of a command.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{2, errors.New("no command given")}
+	}
+	switch args[0] {
+	case "serve":
+		m := NewMain(stdout, stderr)
+		if err := m.ParseFlags(args[1:]); err != nil {
+			return err
+		}
+		if err := m.Run(ctx); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return m.Close()
+	case "pub":
+		return runPub(ctx, args[1:], stdout, stderr)
+	case "sub":
+		return runSub(ctx, args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return &exitError{2, fmt.Errorf("unknown command %q", args[0])}
+	}
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return fmt.Sprint(*s) }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }

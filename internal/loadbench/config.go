@@ -1,0 +1,246 @@
+package loadbench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults of Config.
+const (
+	DefaultURL             = "ws://127.0.0.1:8080/ws"
+	DefaultConns           = 1000
+	DefaultTopics          = 10
+	DefaultRate            = 1000
+	DefaultSize            = 128
+	DefaultDuration        = 10 * time.Second
+	DefaultDrain           = 5 * time.Second
+	DefaultConnsPerSource  = 5000
+	DefaultDialConcurrency = 200
+	DefaultDialTimeout     = 10 * time.Second
+	DefaultConnectTimeout  = 2 * time.Minute
+	DefaultRequestTimeout  = 10 * time.Second
+)
+
+// MaxSize is the largest Size: the server's default --max-message.
+const MaxSize = 64 << 10
+
+// Config describes one bench run. The zero value of every field selects its
+// default; Run works on a copy with the defaults applied.
+type Config struct {
+	// URL is the server's WebSocket endpoint, ws://host:port/ws (or wss://).
+	// Zero: DefaultURL.
+	URL string
+	// PublishURL is the base of the server's HTTP API, http://host:port;
+	// publishes go to PublishURL + "/v1/publish". Zero: derived from URL
+	// (ws becomes http, wss becomes https, the path is dropped).
+	PublishURL string
+	// APIKey is sent as "Authorization: Bearer" on publishes. Zero: none.
+	APIKey string
+	// Token is a JWT for the subscribers, sent as ?token= on the WebSocket
+	// URL. Zero: none (a server without a secret).
+	Token string
+
+	// Conns is the number of subscriber connections. Zero: DefaultConns.
+	Conns int
+	// Topics is the number of topics, named "bench.0" to "bench.<Topics-1>";
+	// subscriber i subscribes to topic i%Topics and message n goes to topic
+	// n%Topics. Zero: DefaultTopics.
+	Topics int
+	// Rate is the number of messages per second, in total over all topics.
+	// Zero: DefaultRate.
+	Rate float64
+	// Size is the length of each message's data in bytes, at least the 32 or
+	// so that the timestamp needs. Zero: DefaultSize. At most MaxSize.
+	Size int
+	// Duration is how long messages are published. Zero: DefaultDuration.
+	Duration time.Duration
+	// Drain is how long Run waits after publishing for the last deliveries;
+	// it ends early once every expected delivery arrived. Zero:
+	// DefaultDrain; negative: no wait.
+	Drain time.Duration
+	// Publishers is the number of goroutines publishing concurrently, each
+	// with one HTTP request in flight. Zero: Rate/250, at least 4 and at
+	// most 64.
+	Publishers int
+
+	// SourceAddrs is the number of connections per local source address
+	// when the server is on 127.0.0.1: connections then come from
+	// 127.0.0.2, 127.0.0.3 and so on, SourceAddrs each, because one source
+	// address has only about 28,000 ephemeral ports towards one server
+	// port. It is ignored for other servers. Zero: DefaultConnsPerSource;
+	// negative: every connection uses the system's choice.
+	SourceAddrs int
+	// DialConcurrency is the number of connections being set up at once.
+	// Zero: DefaultDialConcurrency.
+	DialConcurrency int
+	// DialTimeout bounds the setup of one connection: TCP connect, upgrade
+	// and the reply to its sub. Zero: DefaultDialTimeout.
+	DialTimeout time.Duration
+	// ConnectTimeout bounds the whole connect phase; connections not up by
+	// then count as connect errors and the run goes on without them. Zero:
+	// DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// RequestTimeout bounds one publish request. Zero:
+	// DefaultRequestTimeout.
+	RequestTimeout time.Duration
+
+	// Progress, when set, receives a one-line progress bar redrawn with \r
+	// every 500 ms, and a final newline. Zero: no progress output.
+	Progress io.Writer
+	// Logger receives connection and publish failures (the first few of
+	// each kind). Zero: slog.DiscardHandler.
+	Logger *slog.Logger
+}
+
+// withDefaults returns a copy of c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.URL == "" {
+		c.URL = DefaultURL
+	}
+	if c.PublishURL == "" {
+		c.PublishURL = derivePublishURL(c.URL)
+	}
+	if c.Conns == 0 {
+		c.Conns = DefaultConns
+	}
+	if c.Topics == 0 {
+		c.Topics = DefaultTopics
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultRate
+	}
+	if c.Size == 0 {
+		c.Size = DefaultSize
+	}
+	if c.Duration == 0 {
+		c.Duration = DefaultDuration
+	}
+	switch {
+	case c.Drain == 0:
+		c.Drain = DefaultDrain
+	case c.Drain < 0:
+		c.Drain = 0
+	}
+	if c.Publishers == 0 {
+		c.Publishers = min(max(int(c.Rate/250), 4), 64)
+	}
+	if c.SourceAddrs == 0 {
+		c.SourceAddrs = DefaultConnsPerSource
+	}
+	if c.DialConcurrency == 0 {
+		c.DialConcurrency = DefaultDialConcurrency
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// validate checks a Config that has its defaults applied.
+func (c Config) validate() error {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return fmt.Errorf("loadbench: url: %w", err)
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return fmt.Errorf("loadbench: url %q: scheme must be ws or wss", c.URL)
+	}
+	p, err := url.Parse(c.PublishURL)
+	if err != nil {
+		return fmt.Errorf("loadbench: publish url: %w", err)
+	}
+	if p.Scheme != "http" && p.Scheme != "https" {
+		return fmt.Errorf("loadbench: publish url %q: scheme must be http or https", c.PublishURL)
+	}
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("loadbench: "+format, args...))
+		}
+	}
+	check(c.Conns > 0, "conns must be positive, not %d", c.Conns)
+	check(c.Topics > 0, "topics must be positive, not %d", c.Topics)
+	check(c.Rate > 0, "rate must be positive, not %g", c.Rate)
+	check(c.Size > 0 && c.Size <= MaxSize, "size must be 1 to %d bytes, not %d", MaxSize, c.Size)
+	check(c.Duration > 0, "duration must be positive, not %v", c.Duration)
+	check(c.Publishers > 0, "publishers must be positive, not %d", c.Publishers)
+	check(c.DialConcurrency > 0, "dial concurrency must be positive, not %d", c.DialConcurrency)
+	check(c.DialTimeout > 0, "dial timeout must be positive, not %v", c.DialTimeout)
+	check(c.ConnectTimeout > 0, "connect timeout must be positive, not %v", c.ConnectTimeout)
+	check(c.RequestTimeout > 0, "request timeout must be positive, not %v", c.RequestTimeout)
+	return errors.Join(errs...)
+}
+
+// derivePublishURL maps ws://host:port/ws to http://host:port.
+func derivePublishURL(wsURL string) string {
+	u, err := url.Parse(wsURL)
+	if err != nil {
+		return ""
+	}
+	scheme := "http"
+	if u.Scheme == "wss" {
+		scheme = "https"
+	}
+	return scheme + "://" + u.Host
+}
+
+// publishEndpoint returns the URL of POST /v1/publish under base.
+func publishEndpoint(base string) string {
+	base = strings.TrimSuffix(base, "/")
+	if strings.HasSuffix(base, "/v1/publish") {
+		return base
+	}
+	return base + "/v1/publish"
+}
+
+// subscribeURL adds the token, if any, to the WebSocket URL.
+func (c Config) subscribeURL() string {
+	if c.Token == "" {
+		return c.URL
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return c.URL
+	}
+	q := u.Query()
+	q.Set("token", c.Token)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// sourceAddr returns the local address connection i binds to, or nil for the
+// system's choice. Numbering starts at 127.0.0.2 so that the ports of
+// 127.0.0.1 stay free for everything else on the machine, the bench's own
+// publishers included.
+func (c Config) sourceAddr(i int) *net.TCPAddr {
+	if c.SourceAddrs <= 0 {
+		return nil
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return nil
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	if err != nil || ip != netip.AddrFrom4([4]byte{127, 0, 0, 1}) {
+		return nil
+	}
+	n := uint32(127)<<24 + 2 + uint32(i/c.SourceAddrs)
+	src := netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
+}

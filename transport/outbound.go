@@ -1,0 +1,276 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+)
+
+// DefaultMaxPendingBytes bounds a session's outbound queue when the config
+// leaves it zero.
+const DefaultMaxPendingBytes = 1 << 20
+
+// Conn is what an adapter gives its Outbound: the network side of a session.
+// The Outbound calls its methods from one goroutine at a time.
+type Conn interface {
+	// WriteFrames writes frames to the client as one unit (one WebSocket
+	// message, one stream write), with a write deadline. It must not keep
+	// frames after it returns.
+	WriteFrames(frames [][]byte) error
+	// WriteClose sends d to the client, best effort and with a deadline, and
+	// then closes the connection.
+	WriteClose(d Disconnect)
+	// Abort closes the connection at once, without a close frame.
+	Abort()
+}
+
+// OutboundConfig configures an Outbound.
+type OutboundConfig struct {
+	// MaxPendingBytes bounds the bytes queued and not yet taken by the
+	// writer. Zero means DefaultMaxPendingBytes.
+	MaxPendingBytes int
+	// Keepalive, if set, tracks the session for heartbeats.
+	Keepalive *Keepalive
+	// OnClose, if set, is called once when the session is closed, from the
+	// goroutine that closed it. It must not block.
+	OnClose func(cause error)
+}
+
+// Outbound is a session's bounded outbound queue and its writer. Adapters
+// embed it to implement Session's writing half. It is goroutine-safe.
+//
+// The writer goroutine exists only while there is something to write: an
+// idle session costs no goroutine.
+type Outbound struct {
+	conn     Conn
+	maxBytes int
+	ka       *Keepalive
+	onClose  func(cause error)
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	wg       sync.WaitGroup
+
+	// Written by the writer and read by Keepalive's sweeper.
+	wrote atomic.Bool
+	read  atomic.Bool
+
+	// Owned by the Keepalive sweeper.
+	idleWrites, idleReads int
+
+	// Guarded by mu.
+	mu        sync.Mutex
+	queue     [][]byte
+	spare     [][]byte
+	bytes     int
+	writing   bool
+	closing   bool
+	closeWith Disconnect
+	failErr   error
+	closed    bool
+}
+
+// Init prepares o to write to conn. It must be called once, before use.
+func (o *Outbound) Init(conn Conn, cfg OutboundConfig) {
+	o.conn = conn
+	o.maxBytes = cfg.MaxPendingBytes
+	if o.maxBytes == 0 {
+		o.maxBytes = DefaultMaxPendingBytes
+	}
+	o.onClose = cfg.OnClose
+	o.ctx, o.cancel = context.WithCancelCause(context.Background())
+	o.ka = cfg.Keepalive
+	if o.ka != nil {
+		o.read.Store(true)
+		o.ka.add(o)
+	}
+}
+
+// Context is cancelled when the session has closed, with the cause.
+func (o *Outbound) Context() context.Context { return o.ctx }
+
+// MarkRead records that the client sent something (for heartbeats).
+func (o *Outbound) MarkRead() { o.read.Store(true) }
+
+// Write queues one frame; see Session.Write.
+func (o *Outbound) Write(frame []byte) error {
+	o.mu.Lock()
+	if o.closing {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	o.queue = append(o.queue, frame)
+	o.bytes += len(frame)
+	return o.queuedLocked()
+}
+
+// WriteMany queues frames in order; see Session.WriteMany.
+func (o *Outbound) WriteMany(frames [][]byte) error {
+	o.mu.Lock()
+	if o.closing {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	o.queue = append(o.queue, frames...)
+	for _, f := range frames {
+		o.bytes += len(f)
+	}
+	return o.queuedLocked()
+}
+
+// queuedLocked starts the writer if needed and unlocks o.mu.
+func (o *Outbound) queuedLocked() error {
+	if o.bytes > o.maxBytes {
+		o.closeLocked(DisconnectSlow)
+		o.mu.Unlock()
+		return DisconnectSlow
+	}
+	start := !o.writing
+	o.writing = true
+	o.mu.Unlock()
+	if start {
+		o.startWriter()
+	}
+	return nil
+}
+
+// Pending returns the number of frames and bytes queued and not yet taken by
+// the writer.
+func (o *Outbound) Pending() (frames, bytes int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.queue), o.bytes
+}
+
+// Close writes what is queued, then d; see Session.Close. A slow-consumer
+// close drops the queue instead.
+func (o *Outbound) Close(d Disconnect) {
+	o.mu.Lock()
+	if o.closing {
+		o.mu.Unlock()
+		return
+	}
+	o.closeLocked(d)
+	o.mu.Unlock()
+}
+
+func (o *Outbound) closeLocked(d Disconnect) {
+	o.closing = true
+	o.closeWith = d
+	if d.Code == DisconnectSlow.Code {
+		clear(o.queue)
+		o.queue = o.queue[:0]
+		o.bytes = 0
+	}
+	if !o.writing {
+		o.writing = true
+		o.startWriter()
+	}
+}
+
+// Fail records that the connection broke (a read error, say): nothing more
+// is written and the connection is aborted.
+func (o *Outbound) Fail(err error) {
+	o.mu.Lock()
+	if o.closing {
+		o.mu.Unlock()
+		return
+	}
+	o.closing = true
+	o.closeWith = Disconnect{}
+	o.failErr = err
+	clear(o.queue)
+	o.queue = o.queue[:0]
+	o.bytes = 0
+	writing := o.writing
+	o.mu.Unlock()
+	if !writing {
+		o.conn.Abort()
+		o.finish(err)
+	}
+	// A running writer sees closing and finishes.
+}
+
+// Wait blocks until the writer goroutine, if any, has returned.
+func (o *Outbound) Wait() { o.wg.Wait() }
+
+func (o *Outbound) startWriter() {
+	o.wg.Add(1)
+	go o.run()
+}
+
+func (o *Outbound) run() {
+	defer o.wg.Done()
+	for {
+		o.mu.Lock()
+		batch := o.queue
+		if len(batch) == 0 {
+			if o.closing {
+				d := o.closeWith
+				o.mu.Unlock()
+				if d.Code == 0 {
+					o.conn.Abort()
+					o.finish(o.failErr)
+					return
+				}
+				o.conn.WriteClose(d)
+				o.finish(d)
+				return
+			}
+			o.writing = false
+			o.mu.Unlock()
+			return
+		}
+		o.queue = o.spare[:0]
+		o.spare = nil
+		o.bytes = 0
+		o.mu.Unlock()
+
+		err := o.conn.WriteFrames(batch)
+		clear(batch)
+		if err != nil {
+			d := Disconnect{}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				d = DisconnectWriteSlow
+			}
+			o.mu.Lock()
+			o.closing = true
+			clear(o.queue)
+			o.queue = o.queue[:0]
+			o.bytes = 0
+			o.mu.Unlock()
+			o.conn.Abort()
+			if d.Code != 0 {
+				o.finish(d)
+			} else {
+				o.finish(err)
+			}
+			return
+		}
+		o.wrote.Store(true)
+		o.mu.Lock()
+		if o.spare == nil && cap(batch) <= 4096 {
+			o.spare = batch[:0]
+		}
+		o.mu.Unlock()
+	}
+}
+
+// finish marks the session closed once and tells everyone who cares.
+func (o *Outbound) finish(cause error) {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return
+	}
+	o.closed = true
+	o.mu.Unlock()
+	if o.ka != nil {
+		o.ka.remove(o)
+	}
+	o.cancel(cause)
+	if o.onClose != nil {
+		o.onClose(cause)
+	}
+}

@@ -1,0 +1,161 @@
+package wire
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// Frames without variable parts. Callers must not modify them.
+var (
+	PingFrame = []byte(`{"op":"ping"}`)
+	PongFrame = []byte(`{"op":"pong"}`)
+)
+
+// AppendMsg appends a msg frame. data must be compacted JSON (CompactData);
+// topic and epoch must be valid names (no escaping is needed for them).
+func AppendMsg(dst []byte, topic, epoch string, seq uint64, tsMillis int64, data []byte) []byte {
+	dst = append(dst, `{"op":"msg","topic":"`...)
+	dst = append(dst, topic...)
+	dst = append(dst, `","epoch":"`...)
+	dst = append(dst, epoch...)
+	dst = append(dst, `","seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, tsMillis, 10)
+	dst = append(dst, `,"data":`...)
+	dst = append(dst, data...)
+	return append(dst, '}')
+}
+
+// MsgFrameLen returns the length AppendMsg will add, for sizing buffers.
+func MsgFrameLen(topic, epoch string, seq uint64, data []byte) int {
+	return 64 + len(topic) + len(epoch) + len(data)
+}
+
+// Recovery says whether a sub reply carries "recovered" and its value.
+type Recovery uint8
+
+// Values of Recovery.
+const (
+	RecoveryNone Recovery = iota // the sub had no since: no "recovered" field
+	Recovered                    // "recovered":true
+	NotRecovered                 // "recovered":false
+)
+
+// AppendSubOK appends the ok frame that answers a sub.
+func AppendSubOK(dst []byte, id uint64, topic, epoch string, seq uint64, rec Recovery) []byte {
+	dst = appendOKHead(dst, id)
+	dst = append(dst, `,"topic":"`...)
+	dst = append(dst, topic...)
+	dst = append(dst, `","epoch":"`...)
+	dst = append(dst, epoch...)
+	dst = append(dst, `","seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	switch rec {
+	case Recovered:
+		dst = append(dst, `,"recovered":true`...)
+	case NotRecovered:
+		dst = append(dst, `,"recovered":false`...)
+	}
+	return append(dst, '}')
+}
+
+// AppendPubOK appends the ok frame that answers a pub.
+func AppendPubOK(dst []byte, id uint64, topic, epoch string, seq uint64) []byte {
+	return AppendSubOK(dst, id, topic, epoch, seq, RecoveryNone)
+}
+
+// AppendOK appends the ok frame that answers unsub, hello and refresh.
+func AppendOK(dst []byte, id uint64) []byte {
+	return append(appendOKHead(dst, id), '}')
+}
+
+func appendOKHead(dst []byte, id uint64) []byte {
+	dst = append(dst, `{"op":"ok"`...)
+	if id != 0 {
+		dst = append(dst, `,"id":`...)
+		dst = strconv.AppendUint(dst, id, 10)
+	}
+	return dst
+}
+
+// AppendReset appends a reset frame: the topic continues in a new epoch.
+func AppendReset(dst []byte, topic, epoch string, seq uint64) []byte {
+	dst = append(dst, `{"op":"reset","topic":"`...)
+	dst = append(dst, topic...)
+	dst = append(dst, `","epoch":"`...)
+	dst = append(dst, epoch...)
+	dst = append(dst, `","seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	return append(dst, '}')
+}
+
+// AppendError appends an error frame for e: with "id" when e answers a
+// command, with "topic" when it ends a subscription.
+func AppendError(dst []byte, e *Error) []byte {
+	dst = append(dst, `{"op":"error"`...)
+	if e.ID != 0 {
+		dst = append(dst, `,"id":`...)
+		dst = strconv.AppendUint(dst, e.ID, 10)
+	}
+	if e.Topic != "" {
+		dst = append(dst, `,"topic":`...)
+		dst = AppendString(dst, e.Topic)
+	}
+	dst = append(dst, `,"code":"`...)
+	dst = append(dst, e.Code.String()...)
+	dst = append(dst, `","message":`...)
+	dst = AppendString(dst, e.Message)
+	return append(dst, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
+func AppendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

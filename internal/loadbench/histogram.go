@@ -112,6 +112,10 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	for i := range h.counts {
 		seen += h.counts[i].Load()
 		if seen >= rank {
+			if i == numBuckets-1 {
+				// The last bucket also holds everything past the range.
+				return h.Max()
+			}
 			return min(time.Duration(bucketUpper(i)), h.Max())
 		}
 	}

@@ -36,9 +36,9 @@ type publisher struct {
 	total    int64   // messages due within Duration
 	hardEnd  time.Time
 
-	next      atomic.Int64   // next ticket
-	attempted atomic.Int64   // tickets sent, answered or not
-	failed    atomic.Int64   // publishes without a seq in the answer
+	next      atomic.Int64    // next ticket
+	attempted atomic.Int64    // tickets sent, answered or not
+	failed    atomic.Int64    // publishes without a seq in the answer
 	published []atomic.Int64  // answered publishes, by topic
 	lastSeq   []atomic.Uint64 // highest seq answered, by topic
 }
@@ -99,7 +99,7 @@ func (p *publisher) run(ctx context.Context) {
 				return
 			}
 			p.failed.Add(1)
-			p.errs.add("publish", err)
+			p.errs.add(fmt.Errorf("publish: %w", err))
 			continue
 		}
 		p.published[topic].Add(1)

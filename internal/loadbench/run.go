@@ -1,0 +1,322 @@
+package loadbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrNoSubscribers is returned by Run when no subscriber could connect.
+var ErrNoSubscribers = errors.New("loadbench: no subscriber connected")
+
+// errOverrun is the cause of the safety deadline of Run.
+var errOverrun = errors.New("loadbench: run overran its phases")
+
+const (
+	// progressEvery is the redraw period of the progress bar.
+	progressEvery = 500 * time.Millisecond
+	// drainPoll is how often the drain checks whether everything arrived.
+	drainPoll = 50 * time.Millisecond
+	// closeGrace bounds the close handshake of all connections together.
+	closeGrace = 2 * time.Second
+	// histShards spreads latency records over several histograms, so that
+	// readers on different cores rarely add to the same cache line.
+	histShards = 8
+)
+
+// Phases of a run, shown by the progress bar.
+const (
+	phaseConnect int32 = iota
+	phasePublish
+	phaseDrain
+	phaseClose
+)
+
+var phaseNames = [...]string{"connecting", "publishing", "draining", "closing"}
+
+// Run connects cfg.Conns subscribers, publishes at cfg.Rate for
+// cfg.Duration, waits up to cfg.Drain for the last deliveries, closes every
+// connection and reports what was delivered and how fast.
+//
+// Run returns after every goroutine it started ended. When ctx is done it
+// stops early and returns the report so far with context.Cause(ctx). It
+// returns ErrNoSubscribers (and a report) when no subscriber connected, and
+// an error without a report for an invalid cfg.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	parent := ctx
+	// Each phase is bounded on its own; this only guards against a phase
+	// that would not be.
+	limit := cfg.ConnectTimeout + cfg.DialTimeout + cfg.Duration + 2*cfg.Drain + cfg.RequestTimeout + closeGrace + 10*time.Second
+	ctx, cancel := context.WithTimeoutCause(ctx, limit, errOverrun)
+	defer cancel()
+
+	r := newRun(&cfg)
+	progressDone := make(chan struct{})
+	var progress sync.WaitGroup
+	if cfg.Progress != nil {
+		progress.Go(func() { r.progressLoop(progressDone) })
+	}
+
+	r.connect(ctx)
+	if r.connected.Load() > 0 && ctx.Err() == nil {
+		r.phase.Store(phasePublish)
+		r.publish(ctx)
+		r.phase.Store(phaseDrain)
+		r.drain(ctx)
+	}
+	r.phase.Store(phaseClose)
+	r.close(ctx.Err() == nil)
+	close(progressDone)
+	progress.Wait()
+
+	rep := r.report()
+	switch {
+	case parent.Err() != nil:
+		return rep, context.Cause(parent)
+	case ctx.Err() != nil:
+		return rep, context.Cause(ctx)
+	case rep.Conns == 0:
+		if len(rep.Errors) > 0 {
+			return rep, fmt.Errorf("%w: %s", ErrNoSubscribers, rep.Errors[0].Message)
+		}
+		return rep, ErrNoSubscribers
+	}
+	return rep, nil
+}
+
+// run is the state of one Run.
+type run struct {
+	cfg    *Config
+	topics []string
+	base   time.Time
+	errs   *errorLog
+	hists  []Histogram
+	pub    *publisher
+	phase  atomic.Int32
+
+	subs          []atomic.Pointer[subscriber] // nil until connected
+	subsPerTopic  []atomic.Int64
+	connected     atomic.Int64
+	connectErrors atomic.Int64
+	readers       sync.WaitGroup
+
+	// Written by Run's goroutine, read after the phases.
+	pubStart, pubEnd time.Duration // since base
+}
+
+func newRun(cfg *Config) *run {
+	topics := make([]string, cfg.Topics)
+	for i := range topics {
+		topics[i] = "bench." + strconv.Itoa(i)
+	}
+	errs := newErrorLog(cfg.Logger)
+	return &run{
+		cfg:          cfg,
+		topics:       topics,
+		base:         time.Now(),
+		errs:         errs,
+		hists:        make([]Histogram, histShards),
+		pub:          newPublisher(cfg, topics, errs),
+		subs:         make([]atomic.Pointer[subscriber], cfg.Conns),
+		subsPerTopic: make([]atomic.Int64, cfg.Topics),
+	}
+}
+
+// connect sets up the subscribers, DialConcurrency at a time, for at most
+// ConnectTimeout. Each one's reader goroutine starts once it is subscribed.
+func (r *run) connect(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)
+	defer cancel()
+	var next atomic.Int64
+	var workers sync.WaitGroup
+	for range min(r.cfg.DialConcurrency, r.cfg.Conns) {
+		workers.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= r.cfg.Conns {
+					return
+				}
+				if ctx.Err() != nil {
+					r.connectErrors.Add(1)
+					continue
+				}
+				s, err := dialSubscriber(ctx, r.cfg, i, r.topics, &r.hists[i%histShards], r.base)
+				if err != nil {
+					r.connectErrors.Add(1)
+					r.errs.add(err)
+					continue
+				}
+				r.subs[i].Store(s)
+				r.subsPerTopic[s.topic].Add(1)
+				r.connected.Add(1)
+				r.readers.Go(s.readLoop)
+			}
+		})
+	}
+	workers.Wait()
+}
+
+// publish runs the publishers until they are done.
+func (r *run) publish(ctx context.Context) {
+	p := r.pub
+	p.start = time.Now()
+	p.hardEnd = p.start.Add(r.cfg.Duration + r.cfg.Drain)
+	r.pubStart = p.start.Sub(r.base)
+	var pubs sync.WaitGroup
+	for range r.cfg.Publishers {
+		pubs.Go(func() { p.run(ctx) })
+	}
+	pubs.Wait()
+	r.pubEnd = time.Since(r.base)
+	p.close()
+}
+
+// drain waits up to Drain for the deliveries still expected.
+func (r *run) drain(ctx context.Context) {
+	if r.cfg.Drain <= 0 {
+		return
+	}
+	deadline := time.NewTimer(r.cfg.Drain)
+	defer deadline.Stop()
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	expected := r.expected()
+	for r.deliveredSoFar() < expected {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// close ends every connection and waits for the readers. A graceful close
+// sends close frames and waits up to closeGrace for the echoes; otherwise
+// reads are cut at once.
+func (r *run) close(graceful bool) {
+	deadline := time.Now().Add(closeGrace)
+	for i := range r.subs {
+		if s := r.subs[i].Load(); s != nil {
+			s.close(graceful && time.Now().Before(deadline), deadline)
+		}
+	}
+	r.readers.Wait()
+}
+
+// expected returns the deliveries due for the publishes answered so far.
+func (r *run) expected() int64 {
+	var n int64
+	for t := range r.topics {
+		n += r.pub.published[t].Load() * r.subsPerTopic[t].Load()
+	}
+	return n
+}
+
+func (r *run) deliveredSoFar() int64 {
+	var n int64
+	for i := range r.subs {
+		if s := r.subs[i].Load(); s != nil {
+			n += s.delivered.Load()
+		}
+	}
+	return n
+}
+
+func (r *run) progressLoop(done <-chan struct{}) {
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			r.drawProgress()
+			io.WriteString(r.cfg.Progress, "\n")
+			return
+		case <-tick.C:
+			r.drawProgress()
+		}
+	}
+}
+
+func (r *run) drawProgress() {
+	delivered := r.deliveredSoFar()
+	// Deliveries usually arrive before the publish answer that makes them
+	// expected, so "lost" is a lower bound until the drain ends.
+	lost := max(r.expected()-delivered, 0)
+	fmt.Fprintf(r.cfg.Progress, "\r%-10s  conns %d/%d  published %d  delivered %d  lost %d   ",
+		phaseNames[r.phase.Load()], r.connected.Load(), r.cfg.Conns,
+		r.pub.publishedTotal(), delivered, lost)
+}
+
+// report builds the Report once every goroutine ended.
+func (r *run) report() *Report {
+	rep := &Report{
+		Conns:         int(r.connected.Load()),
+		ConnectErrors: int(r.connectErrors.Load()),
+		Topics:        r.cfg.Topics,
+		Published:     r.pub.publishedTotal(),
+		PublishErrors: r.pub.failed.Load(),
+		Expected:      r.expected(),
+		Latency:       new(Histogram),
+	}
+	if r.pubEnd > 0 {
+		rep.Unsent = max(r.pub.total-r.pub.attempted.Load(), 0)
+		if d := (r.pubEnd - r.pubStart).Seconds(); d > 0 {
+			rep.PublishedPerSec = float64(rep.Published) / d
+		}
+	}
+	lastDelivery := r.pubEnd
+	for i := range r.subs {
+		s := r.subs[i].Load()
+		if s == nil {
+			continue
+		}
+		c := &s.check
+		// Seqs after the last delivery up to the last published are gaps
+		// too; across a reset, seqs of two epochs cannot be compared.
+		if last := r.pub.lastSeq[s.topic].Load(); s.resets == 0 && last > c.last {
+			c.givenUp += int64(last - c.last)
+		}
+		rep.Delivered += c.delivered
+		rep.Gaps += c.gaps()
+		rep.Duplicates += c.duplicates
+		rep.OutOfOrder += c.outOfOrder
+		rep.Resets += s.resets
+		rep.BadFrames += s.badFrames
+		switch {
+		case s.readErr != nil:
+			rep.Disconnects++
+			r.errs.add(fmt.Errorf("read: %w", s.readErr))
+		case s.ended != "":
+			rep.Disconnects++
+			r.errs.add(errors.New("subscription ended: " + s.ended))
+		}
+		lastDelivery = max(lastDelivery, s.lastDelivery)
+	}
+	rep.Lost = rep.Expected - rep.Delivered
+	if d := lastDelivery - r.pubStart; r.pubEnd > 0 && d > 0 {
+		rep.Seconds = d.Seconds()
+		rep.DeliveriesPerSec = float64(rep.Delivered) / rep.Seconds
+	}
+	for i := range r.hists {
+		rep.Latency.Merge(&r.hists[i])
+	}
+	h := rep.Latency
+	rep.P50 = durationMs(h.Quantile(0.50))
+	rep.P90 = durationMs(h.Quantile(0.90))
+	rep.P99 = durationMs(h.Quantile(0.99))
+	rep.P999 = durationMs(h.Quantile(0.999))
+	rep.Max = durationMs(h.Max())
+	rep.Errors = r.errs.list()
+	return rep
+}

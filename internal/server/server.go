@@ -1,0 +1,196 @@
+package server
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/topicast/topicast/cluster"
+	"github.com/topicast/topicast/transport"
+	"github.com/topicast/topicast/transport/httpapi"
+	"github.com/topicast/topicast/transport/websocket"
+)
+
+//go:embed web
+var webFS embed.FS
+
+// DefaultDrainTimeout bounds Close when the config leaves it zero.
+const DefaultDrainTimeout = 10 * time.Second
+
+// Config configures a Server. Zero values mean the defaults of the packages
+// each field is handed to.
+type Config struct {
+	// HTTPAddr is the HTTP listen address; "127.0.0.1:0" picks a free port.
+	HTTPAddr string
+	// Node configures the cluster node.
+	Node cluster.Config
+	// MaxQueue bounds each client's outbound queue in bytes.
+	MaxQueue int
+	// WriteTimeout bounds one write to a client.
+	WriteTimeout time.Duration
+	// Keepalive configures heartbeats.
+	Keepalive transport.KeepaliveConfig
+	// APIKeys guard POST /v1/publish when set.
+	APIKeys []string
+	// AllowedOrigins are browser origins allowed besides the server's own
+	// and localhost.
+	AllowedOrigins []string
+	// DrainTimeout bounds Close. Zero means DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Server is a running node with its listeners.
+type Server struct {
+	cfg    Config
+	logger *slog.Logger
+	node   *cluster.Node
+	ka     *transport.Keepalive
+	http   *http.Server
+	ln     net.Listener
+	served chan error
+}
+
+// Start starts the node and its listeners and returns once they accept
+// clients.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	cfg.Node.Logger = cfg.Logger
+	logger := cfg.Logger
+	if cfg.Node.OnConnClosed == nil {
+		cfg.Node.OnConnClosed = func(info *transport.SessionInfo, cause error) {
+			if !logger.Enabled(context.Background(), slog.LevelDebug) {
+				return
+			}
+			attrs := []slog.Attr{slog.String("conn_id", info.ID), slog.String("transport", info.Transport)}
+			if d, ok := transport.AsDisconnect(cause); ok {
+				attrs = append(attrs, slog.Int("code", int(d.Code)), slog.String("reason", d.Reason))
+			} else if cause != nil {
+				attrs = append(attrs, slog.String("reason", cause.Error()))
+			}
+			logger.LogAttrs(context.Background(), slog.LevelDebug, "connection closed", attrs...)
+		}
+	}
+	node, err := cluster.New(cfg.Node)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	if err := node.Start(ctx); err != nil {
+		_ = ln.Close() // the start error is the one to report
+		return nil, err
+	}
+	s := &Server{cfg: cfg, logger: logger, node: node, ln: ln, served: make(chan error, 1)}
+	s.ka = transport.NewKeepalive(cfg.Keepalive)
+	origins := transport.NewOriginPolicy(cfg.AllowedOrigins)
+	maxMessage := cfg.Node.MaxMessage
+	if maxMessage == 0 {
+		maxMessage = cluster.DefaultMaxMessage
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /ws", websocket.NewHandler(websocket.Config{
+		Accept:          node.Accept,
+		CheckOrigin:     origins.Allow,
+		MaxMessage:      maxMessage,
+		MaxPendingBytes: cfg.MaxQueue,
+		WriteTimeout:    cfg.WriteTimeout,
+		Keepalive:       s.ka,
+		Logger:          logger,
+	}))
+	httpapi.New(httpapi.Config{
+		Backend:    node,
+		Info:       s.Info,
+		APIKeys:    cfg.APIKeys,
+		Origins:    origins,
+		MaxMessage: maxMessage,
+		Logger:     logger,
+	}).Register(mux)
+	web, err := fs.Sub(webFS, "web")
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("GET /", http.FileServerFS(web))
+
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	go func() { s.served <- s.http.Serve(ln) }()
+
+	if len(cfg.APIKeys) == 0 {
+		logger.Warn("no --api-key: anyone who reaches the HTTP port may publish")
+	}
+	logger.Warn("no --token-secret: the server is open to every client")
+	if len(cfg.AllowedOrigins) == 0 {
+		logger.Info("browsers are accepted from the server's own origin and localhost only; add --allowed-origin for others")
+	}
+	addr := ln.Addr().String()
+	logger.Info("listening", slog.String("http", "http://"+addr), slog.String("ws", "ws://"+addr+"/ws"),
+		slog.String("node", node.Name()))
+	return s, nil
+}
+
+// Addr returns the HTTP address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Node returns the cluster node.
+func (s *Server) Node() *cluster.Node { return s.node }
+
+// Info is the body of GET /v1/info.
+type Info struct {
+	Version      string  `json:"version"`
+	Node         string  `json:"node"`
+	WebTransport *WTInfo `json:"webtransport"`
+}
+
+// WTInfo tells browsers how to reach WebTransport.
+type WTInfo struct {
+	URL      string `json:"url"`
+	CertHash string `json:"certHash,omitempty"`
+}
+
+// Info returns what GET /v1/info answers.
+func (s *Server) Info() any {
+	return Info{Version: cluster.Version, Node: s.node.Name()}
+}
+
+// Close drains the node: it stops accepting, closes every client with 1001
+// after what is queued for it, and stops, within the drain timeout.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	s.logger.Info("shutting down", slog.Duration("drain_timeout", s.cfg.DrainTimeout))
+	shut := make(chan error, 1)
+	go func() { shut <- s.http.Shutdown(ctx) }()
+	var errs []error
+	if err := s.node.Close(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	s.ka.Close()
+	if err := <-shut; err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		errs = append(errs, err)
+	}
+	s.logger.Info("stopped")
+	return errors.Join(errs...)
+}
+

@@ -250,5 +250,8 @@ func (a *topicActor) onIdle(c actor.Context) {
 	a.trim(a.cfg.Clock.Now().UnixNano())
 	if len(a.relays) == 0 && a.hist.len() == 0 && len(a.keys) == 0 {
 		c.Stop(c.Self())
+		return
 	}
+	// protoactor's receive timeout fires once; arm it again.
+	c.SetReceiveTimeout(a.cfg.IdleCheck)
 }

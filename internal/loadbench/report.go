@@ -22,7 +22,8 @@ type Report struct {
 	// before the end: closed by the server (4008 slow consumer, ...), a
 	// read error, or an error frame ending the subscription.
 	Disconnects int `json:"disconnects"`
-	Topics      int `json:"topics"`
+	// Topics is the number of topics published to.
+	Topics int `json:"topics"`
 
 	// Published is the number of publishes answered with a seq.
 	Published int64 `json:"published"`
@@ -62,6 +63,8 @@ type Report struct {
 	// delivery.
 	Seconds float64 `json:"seconds"`
 
+	// P50 to Max are delivery latency percentiles in milliseconds, each
+	// within 1% of the exact value (Max is exact).
 	P50  float64 `json:"p50"`
 	P90  float64 `json:"p90"`
 	P99  float64 `json:"p99"`
@@ -106,16 +109,16 @@ func (r *Report) WriteText(w io.Writer) {
 	if r.Resets > 0 || r.BadFrames > 0 {
 		fmt.Fprintf(tw, "resets\t%d\t%d bad frames\n", r.Resets, r.BadFrames)
 	}
-	fmt.Fprintf(tw, "latency ms\tp50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\t\n", r.P50, r.P90, r.P99, r.P999, r.Max)
 	verdict := "OK"
 	if !r.OK() {
 		verdict = "FAILED"
 	}
 	fmt.Fprintf(tw, "invariants\t%s\t\n", verdict)
-	for _, e := range r.Errors {
-		fmt.Fprintf(tw, "error\t%d×\t%s\n", e.Count, e.Message)
-	}
 	tw.Flush()
+	fmt.Fprintf(w, "latency ms    p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n", r.P50, r.P90, r.P99, r.P999, r.Max)
+	for _, e := range r.Errors {
+		fmt.Fprintf(w, "error         %d× %s\n", e.Count, e.Message)
+	}
 }
 
 // maxErrorKinds bounds the distinct messages an errorLog keeps: with

@@ -101,7 +101,7 @@ func TestHistogramEdges(t *testing.T) {
 	if b := h.Buckets(); len(b) != 0 {
 		t.Errorf("empty Buckets = %v", b)
 	}
-	h.Record(-time.Second) // a clock step: counted as zero
+	h.Record(-time.Second)  // a clock step: counted as zero
 	h.Record(3 * time.Hour) // past the range: last bucket, exact max
 	if got := h.Quantile(0); got != 0 {
 		t.Errorf("Quantile(0) = %v, want 0", got)

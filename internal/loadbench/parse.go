@@ -102,6 +102,8 @@ func errorMessage(frame []byte) string {
 	return e.Code + ": " + e.Message
 }
 
+// padding is appended in chunks: a byte at a time would cost more than the
+// publish itself at 64 KiB.
 const padding = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 
 // appendData appends the data of one bench message: {"t":<sentNanos>,"p":"xx…"}

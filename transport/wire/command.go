@@ -67,7 +67,7 @@ func DecodeCommand(frame []byte, maxData int) (*Command, error) {
 	var raw rawCommand
 	if err := json.Unmarshal(frame, &raw); err != nil {
 		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
 			return nil, Errorf(CodeBadRequest, "field %q has the wrong type", typeErr.Field)
 		}
 		return nil, &Error{Code: CodeBadRequest, Message: "frame is not a JSON object", Err: ErrMalformed}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/topicast/topicast/internal/loadbench"
+)
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg loadbench.Config
+	fs := flag.NewFlagSet("topicast bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.URL, "url", loadbench.DefaultURL, "WebSocket URL of the server")
+	fs.StringVar(&cfg.PublishURL, "publish-url", "", "base URL for POST /v1/publish (default: from -url)")
+	fs.StringVar(&cfg.APIKey, "api-key", "", "API key for publishing")
+	fs.StringVar(&cfg.Token, "token", "", "client token, if the server requires one")
+	fs.IntVar(&cfg.Conns, "conns", loadbench.DefaultConns, "subscriber connections")
+	fs.IntVar(&cfg.Topics, "topics", loadbench.DefaultTopics, "topics (subscriber i takes topic i%topics)")
+	fs.Float64Var(&cfg.Rate, "rate", loadbench.DefaultRate, "messages per second, over all topics")
+	fs.IntVar(&cfg.Size, "size", loadbench.DefaultSize, "message data size in bytes")
+	fs.DurationVar(&cfg.Duration, "duration", loadbench.DefaultDuration, "how long to publish")
+	fs.DurationVar(&cfg.Drain, "drain", loadbench.DefaultDrain, "how long to wait for the last deliveries")
+	fs.IntVar(&cfg.Publishers, "pubs", 0, "concurrent publishers (default: the package default)")
+	transport := fs.String("transport", "ws", "client transport: ws")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *transport != "ws" {
+		return &exitError{2, fmt.Errorf("-transport %q is not supported by bench yet (only ws)", *transport)}
+	}
+	if !*quiet {
+		cfg.Progress = stderr
+	}
+	rep, err := loadbench.Run(ctx, cfg)
+	if rep != nil {
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			if jerr := enc.Encode(rep); jerr != nil {
+				return jerr
+			}
+		} else {
+			rep.WriteText(stdout)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return errors.New("bench: an invariant failed (lost, gaps, duplicates or reordering); see the report")
+	}
+	return nil
+}
+

@@ -58,4 +58,3 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	return nil
 }
-

@@ -105,4 +105,3 @@ func (m *Main) Close() error {
 	}
 	return m.srv.Close()
 }
-

@@ -193,4 +193,3 @@ func (s *Server) Close() error {
 	s.logger.Info("stopped")
 	return errors.Join(errs...)
 }
-

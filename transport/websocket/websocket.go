@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -107,6 +106,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.Init(s, transport.OutboundConfig{MaxPendingBytes: h.cfg.MaxPendingBytes, Keepalive: h.cfg.Keepalive})
 	handler := h.cfg.Accept(s)
 	cause := s.readLoop(bufio.NewReaderSize(src, 512), handler, int64(h.cfg.MaxMessage+frameSlack))
+	// The close frame, if any, is written by the Outbound's writer: wait
+	// for it before the connection goes.
+	<-s.Context().Done()
+	_ = conn.Close() // already closed when the session failed
 	handler.HandleClosed(cause)
 }
 
@@ -159,7 +162,10 @@ func (s *session) WriteFrames(frames [][]byte) error {
 	return err
 }
 
-// WriteClose sends the close frame, then closes the connection.
+// WriteClose sends the close frame and half-closes the connection. The
+// reader then sees the client's close reply (or EOF, or closeTimeout) and the
+// connection is closed after it: closing at once, with unread input, would
+// make the kernel send a reset that can destroy the close frame in flight.
 func (s *session) WriteClose(d transport.Disconnect) {
 	reason := d.Reason
 	if len(reason) > transport.MaxReasonLen {
@@ -174,7 +180,10 @@ func (s *session) WriteClose(d transport.Disconnect) {
 		_, _ = s.conn.Write(frame) // best effort: the connection closes either way
 	}
 	s.wmu.Unlock()
-	_ = s.conn.Close()
+	if hc, ok := s.conn.(interface{ CloseWrite() error }); ok {
+		_ = hc.CloseWrite()
+	}
+	_ = s.conn.SetReadDeadline(time.Now().Add(closeTimeout))
 }
 
 // Abort closes the connection without a close frame.
@@ -204,8 +213,6 @@ func appendHeader(b []byte, op ws.OpCode, n int) []byte {
 		return binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
 	}
 }
-
-var errClientClosed = errors.New("topicast: client closed the websocket")
 
 // readLoop reads messages until the session ends and returns the cause.
 func (s *session) readLoop(br *bufio.Reader, h transport.Handler, limit int64) error {
@@ -241,8 +248,9 @@ func (s *session) readLoop(br *bufio.Reader, h transport.Handler, limit int64) e
 				if code != 0 && !code.IsProtocolReserved() {
 					reply.Code = wire.DisconnectCode(code)
 				}
-				s.Close(reply)
-				return errClientClosed
+				s.Close(reply) // a no-op when the server started the close
+				<-s.Context().Done()
+				return s.cause()
 			}
 			continue
 		}
@@ -270,8 +278,10 @@ func (s *session) readLoop(br *bufio.Reader, h transport.Handler, limit int64) e
 	}
 }
 
-// drain waits for the close that the session is sending to finish.
+// drain discards what the client still sends until it closes, or until the
+// read deadline that WriteClose sets, so the connection ends without a reset.
 func (s *session) drain(br *bufio.Reader) error {
+	_, _ = io.Copy(io.Discard, br) // ends with EOF or the deadline
 	<-s.Context().Done()
 	return s.cause()
 }

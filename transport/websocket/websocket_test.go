@@ -1,0 +1,247 @@
+package websocket
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/topicast/topicast/transport"
+	"github.com/topicast/topicast/transport/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder is a Handler that records frames and hands sessions to the test.
+type recorder struct {
+	mu       sync.Mutex
+	frames   []string
+	closed   chan error
+	sessions chan transport.Session
+	got      chan struct{}
+}
+
+func newRecorder() *recorder {
+	return &recorder{closed: make(chan error, 1), sessions: make(chan transport.Session, 16), got: make(chan struct{}, 100)}
+}
+
+func (r *recorder) accept(s transport.Session) transport.Handler { r.sessions <- s; return r }
+
+func (r *recorder) HandleFrame(f []byte) {
+	r.mu.Lock()
+	r.frames = append(r.frames, string(f))
+	r.mu.Unlock()
+	r.got <- struct{}{}
+}
+
+func (r *recorder) HandleClosed(err error) { r.closed <- err }
+
+func (r *recorder) waitFrames(t *testing.T, n int) []string {
+	t.Helper()
+	for range n {
+		select {
+		case <-r.got:
+		case <-time.After(5 * time.Second):
+			t.Fatal("frames did not arrive")
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.frames...)
+}
+
+func start(t *testing.T, cfg Config) (*recorder, string) {
+	t.Helper()
+	rec := newRecorder()
+	cfg.Accept = rec.accept
+	srv := httptest.NewServer(NewHandler(cfg))
+	t.Cleanup(srv.Close)
+	return rec, "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+func dial(t *testing.T, url string) (net.Conn, *wsutil.Reader) {
+	t.Helper()
+	conn, br, _, err := ws.Dial(context.Background(), url)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	require.Nil(t, br)
+	return conn, nil
+}
+
+func readMessage(t *testing.T, conn net.Conn) ([]byte, error) {
+	t.Helper()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	b, _, err := wsutil.ReadServerData(conn)
+	return b, err
+}
+
+func TestFramesBothWays(t *testing.T) {
+	rec, url := start(t, Config{})
+	conn, _ := dial(t, url)
+	s := <-rec.sessions
+	require.Equal(t, "ws", s.Info().Transport)
+
+	// Several frames in one message, empty lines ignored.
+	require.NoError(t, wsutil.WriteClientText(conn, []byte("{\"op\":\"ping\"}\n\n{\"op\":\"pong\"}")))
+	require.Equal(t, []string{`{"op":"ping"}`, `{"op":"pong"}`}, rec.waitFrames(t, 2))
+
+	// A fragmented message is put together.
+	require.NoError(t, ws.WriteFrame(conn, ws.MaskFrame(ws.NewFrame(ws.OpText, false, []byte(`{"op":`)))))
+	require.NoError(t, ws.WriteFrame(conn, ws.MaskFrame(ws.NewFrame(ws.OpContinuation, true, []byte(`"x"}`)))))
+	require.Equal(t, `{"op":"x"}`, rec.waitFrames(t, 1)[2])
+
+	// Frames queued together go out as one message, joined by \n.
+	require.NoError(t, s.WriteMany([][]byte{[]byte(`{"a":1}`), []byte(`{"b":2}`)}))
+	msg, err := readMessage(t, conn)
+	require.NoError(t, err)
+	require.Equal(t, "{\"a\":1}\n{\"b\":2}", string(msg))
+
+	// A WebSocket ping is answered.
+	require.NoError(t, ws.WriteFrame(conn, ws.MaskFrame(ws.NewPingFrame([]byte("hi")))))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	f, err := ws.ReadFrame(conn)
+	require.NoError(t, err)
+	require.Equal(t, ws.OpPong, f.Header.OpCode)
+	require.Equal(t, "hi", string(f.Payload))
+
+	// A client close is answered and ends the session.
+	require.NoError(t, ws.WriteFrame(conn, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye")))))
+	select {
+	case err := <-rec.closed:
+		d, ok := transport.AsDisconnect(err)
+		require.True(t, ok, "%v", err)
+		require.Equal(t, wire.CloseNormal, d.Code)
+	case <-time.After(5 * time.Second):
+		t.Fatal("session did not end")
+	}
+}
+
+// closeCode reads until the close frame and returns it with the messages
+// before it.
+func closeCode(t *testing.T, conn net.Conn) (wire.DisconnectCode, string, []string) {
+	t.Helper()
+	var msgs []string
+	for {
+		msg, err := readMessage(t, conn)
+		var closed wsutil.ClosedError
+		if errors.As(err, &closed) {
+			return wire.DisconnectCode(closed.Code), closed.Reason, msgs
+		}
+		require.NoError(t, err, "expected a close frame")
+		msgs = append(msgs, string(msg))
+	}
+}
+
+func TestOversizeMessageClosesWith1009(t *testing.T) {
+	rec, url := start(t, Config{MaxMessage: 100})
+	conn, _ := dial(t, url)
+	<-rec.sessions
+	// The limit is the data limit plus 4 KiB for the rest of the frame.
+	require.NoError(t, wsutil.WriteClientText(conn, bytes.Repeat([]byte("x"), 100+4096+1)))
+	code, _, _ := closeCode(t, conn)
+	require.Equal(t, wire.CloseTooLarge, code)
+	require.ErrorIs(t, <-rec.closed, transport.DisconnectTooLarge)
+}
+
+func TestServerCloseSendsCodeAfterQueuedFrames(t *testing.T) {
+	rec, url := start(t, Config{})
+	conn, _ := dial(t, url)
+	s := <-rec.sessions
+	require.NoError(t, s.Write([]byte(`{"op":"msg"}`)))
+	s.Close(transport.Disconnect{Code: wire.CloseGoingAway, Reason: "drain"})
+	code, reason, msgs := closeCode(t, conn)
+	require.Equal(t, wire.CloseGoingAway, code)
+	require.Equal(t, "drain", reason)
+	require.Equal(t, []string{`{"op":"msg"}`}, msgs)
+	d, ok := transport.AsDisconnect(<-rec.closed)
+	require.True(t, ok)
+	require.Equal(t, wire.CloseGoingAway, d.Code)
+}
+
+func TestSlowConsumerCloseSends4008(t *testing.T) {
+	rec, url := start(t, Config{})
+	conn, _ := dial(t, url)
+	s := <-rec.sessions
+	s.Close(transport.DisconnectSlow)
+	code, _, _ := closeCode(t, conn)
+	require.Equal(t, wire.CloseSlowConsumer, code)
+	require.ErrorIs(t, <-rec.closed, transport.DisconnectSlow)
+}
+
+func TestAbruptDisconnectEndsSession(t *testing.T) {
+	rec, url := start(t, Config{})
+	conn, _ := dial(t, url)
+	s := <-rec.sessions
+	require.NoError(t, conn.Close())
+	select {
+	case err := <-rec.closed:
+		require.Error(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("session did not end")
+	}
+	<-s.Context().Done()
+	require.ErrorIs(t, s.Write([]byte("x")), transport.ErrClosed)
+}
+
+func TestOriginRefused(t *testing.T) {
+	policy := transport.NewOriginPolicy([]string{"https://game.example.com"})
+	_, url := start(t, Config{CheckOrigin: policy.Allow})
+	for origin, want := range map[string]int{
+		"https://evil.example.com":  http.StatusForbidden,
+		"https://game.example.com":  http.StatusSwitchingProtocols,
+		"http://localhost:3000":     http.StatusSwitchingProtocols,
+		"http://127.0.0.1:9":        http.StatusSwitchingProtocols,
+		"http://localhost.evil.com": http.StatusForbidden,
+	} {
+		d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Origin": {origin}})}
+		conn, _, _, err := d.Dial(context.Background(), url)
+		if want == http.StatusForbidden {
+			var status ws.StatusError
+			require.ErrorAs(t, err, &status, origin)
+			require.Equal(t, want, int(status), origin)
+			continue
+		}
+		require.NoError(t, err, origin)
+		conn.Close()
+	}
+}
+
+func TestWriteFramesIsOneSyscallWorthOfBytes(t *testing.T) {
+	var out bytes.Buffer
+	s := &session{conn: writerConn{&out}, timeout: time.Second}
+	require.NoError(t, s.WriteFrames([][]byte{[]byte("ab"), []byte("cd")}))
+	f, err := ws.ReadFrame(&out)
+	require.NoError(t, err)
+	require.Equal(t, "ab\ncd", string(f.Payload))
+	require.True(t, f.Header.Fin)
+	require.Zero(t, out.Len())
+	for _, n := range []int{125, 126, 65535, 65536} {
+		hdr := appendHeader(nil, ws.OpText, n)
+		h, err := ws.ReadHeader(bytes.NewReader(hdr))
+		require.NoError(t, err)
+		require.Equal(t, int64(n), h.Length)
+	}
+}
+
+// writerConn is a net.Conn that appends writes to a buffer.
+type writerConn struct{ w *bytes.Buffer }
+
+func (c writerConn) Read([]byte) (int, error)         { return 0, errors.New("no reads") }
+func (c writerConn) Write(b []byte) (int, error)      { return c.w.Write(b) }
+func (c writerConn) Close() error                     { return nil }
+func (c writerConn) LocalAddr() net.Addr              { return nil }
+func (c writerConn) RemoteAddr() net.Addr             { return nil }
+func (c writerConn) SetDeadline(time.Time) error      { return nil }
+func (c writerConn) SetReadDeadline(time.Time) error  { return nil }
+func (c writerConn) SetWriteDeadline(time.Time) error { return nil }

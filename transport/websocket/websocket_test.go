@@ -33,7 +33,7 @@ type recorder struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{closed: make(chan error, 1), sessions: make(chan transport.Session, 16), got: make(chan struct{}, 100)}
+	return &recorder{closed: make(chan error, 16), sessions: make(chan transport.Session, 16), got: make(chan struct{}, 100)}
 }
 
 func (r *recorder) accept(s transport.Session) transport.Handler { r.sessions <- s; return r }

@@ -255,7 +255,7 @@ func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
 	if rec == wire.Recovered && len(msg.Frames) > 0 {
 		frames := make([][]byte, 0, 1+len(msg.Frames))
 		frames = append(append(frames, ok), msg.Frames...)
-		if p.sub.conn.Session.WriteMany(frames) != nil {
+		if p.sub.conn.Session.WriteBacklog(frames) != nil {
 			return // the session closed; its actor unsubscribes
 		}
 	} else if p.sub.conn.Session.Write(ok) != nil {

@@ -158,6 +158,8 @@ func (n *Node) Relays() int { return n.relays.Len() }
 // Accept takes a new client session; it is a transport.AcceptFunc.
 func (n *Node) Accept(s transport.Session) transport.Handler {
 	if n.closed.Load() {
+		// The adapter still calls the handler's HandleClosed, so the session
+		// gets its actor, which stops when the close completes.
 		s.Close(transport.DisconnectShutdown)
 	}
 	return n.conns.Accept(s)

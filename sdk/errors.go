@@ -39,6 +39,7 @@ type CloseError struct {
 	Reason string
 }
 
+// Error describes the close for logs.
 func (e *CloseError) Error() string {
 	if e.Reason == "" {
 		return fmt.Sprintf("topicast: server closed the connection: %d (%s)", uint16(e.Code), e.Code)

@@ -26,7 +26,10 @@ type KeepaliveConfig struct {
 	SweepEvery time.Duration
 }
 
-// Keepalive sends pings to quiet sessions and closes silent ones. One
+// Keepalive sends pings to quiet sessions and closes silent ones. A session
+// is pinged after PingAfter without a write to it, and also after each
+// PingAfter without a read from it (so a client on a busy topic is asked for
+// a pong too); it is closed after SilenceLimit without a read. One
 // sweeper goroutine serves every session of a node, so an idle session costs
 // no timer and no goroutine. It is goroutine-safe.
 type Keepalive struct {
@@ -110,16 +113,23 @@ func (k *Keepalive) run() {
 		for o := range k.sessions {
 			if o.wrote.Swap(false) {
 				o.idleWrites = 0
-			} else if o.idleWrites++; o.idleWrites >= k.pingAfter {
+			} else {
+				o.idleWrites++
+			}
+			if o.read.Swap(false) {
+				o.idleReads = 0
+			} else {
+				o.idleReads++
+			}
+			switch {
+			case k.silence > 0 && o.idleReads >= k.silence:
+				silent = append(silent, o)
+			case o.idleWrites >= k.pingAfter,
+				// A client on a busy topic is never idle on our side, but it
+				// must still be asked for a pong before it counts as silent.
+				o.idleReads > 0 && o.idleReads%k.pingAfter == 0:
 				o.idleWrites = 0
 				ping = append(ping, o)
-			}
-			if k.silence > 0 {
-				if o.read.Swap(false) {
-					o.idleReads = 0
-				} else if o.idleReads++; o.idleReads >= k.silence {
-					silent = append(silent, o)
-				}
 			}
 		}
 		k.mu.Unlock()

@@ -119,6 +119,18 @@ func (o *Outbound) WriteMany(frames [][]byte) error {
 	return o.queuedLocked()
 }
 
+// WriteBacklog queues frames without counting them against the bound; see
+// Session.WriteBacklog.
+func (o *Outbound) WriteBacklog(frames [][]byte) error {
+	o.mu.Lock()
+	if o.closing {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	o.queue = append(o.queue, frames...)
+	return o.queuedLocked()
+}
+
 // queuedLocked starts the writer if needed and unlocks o.mu.
 func (o *Outbound) queuedLocked() error {
 	if o.bytes > o.maxBytes {

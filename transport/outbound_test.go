@@ -204,3 +204,28 @@ func TestKeepalivePingsQuietAndClosesSilentSessions(t *testing.T) {
 	require.Equal(t, DisconnectSilent, *closed)
 	require.Equal(t, 0, k.Len())
 }
+
+func TestKeepalivePingsBusySessionsWhoseClientIsQuiet(t *testing.T) {
+	k := NewKeepalive(KeepaliveConfig{PingAfter: 30 * time.Millisecond, SilenceLimit: time.Hour, SweepEvery: 10 * time.Millisecond})
+	defer k.Close()
+	c := newFakeConn()
+	var o Outbound
+	o.Init(c, OutboundConfig{Keepalive: k})
+	stop := time.After(300 * time.Millisecond)
+	for pinged := false; !pinged; {
+		select {
+		case <-stop:
+			t.Fatal("a busy session whose client sends nothing was never pinged")
+		case <-time.After(2 * time.Millisecond):
+		}
+		require.NoError(t, o.Write([]byte(`{"op":"msg"}`)))
+		batches, _, _ := c.snapshot()
+		for _, b := range batches {
+			for _, f := range b {
+				pinged = pinged || f == string(wire.PingFrame)
+			}
+		}
+	}
+	o.Close(DisconnectNormal)
+	o.Wait()
+}

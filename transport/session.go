@@ -60,6 +60,10 @@ type Session interface {
 	Write(frame []byte) error
 	// WriteMany queues several frames at once, in order.
 	WriteMany(frames [][]byte) error
+	// WriteBacklog queues frames like WriteMany, but they do not count
+	// against the slow-consumer bound: a recovery may send a topic's whole
+	// history at once, which the history's own bounds limit.
+	WriteBacklog(frames [][]byte) error
 	// Close writes what is queued (unless the close is for a slow consumer),
 	// then sends d and closes the connection. It does not wait.
 	Close(d Disconnect)

@@ -68,6 +68,9 @@ func (s *Session) WriteMany(frames [][]byte) error {
 	return nil
 }
 
+// WriteBacklog records frames.
+func (s *Session) WriteBacklog(frames [][]byte) error { return s.WriteMany(frames) }
+
 // Close records d.
 func (s *Session) Close(d transport.Disconnect) {
 	s.mu.Lock()
@@ -176,3 +179,5 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

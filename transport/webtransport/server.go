@@ -138,8 +138,9 @@ type Server struct {
 	h3      *http3.Server
 	wts     *webtransport.Server
 
-	// renewAfter is DevCertRenewAfter; tests shorten it before Start.
-	renewAfter time.Duration
+	// renewAfter is DevCertRenewAfter and connIdle connIdleTimeout; tests
+	// shorten them before Start.
+	renewAfter, connIdle time.Duration
 
 	// ctx is cancelled by Close: waits for a client's stream end with it.
 	ctx    context.Context
@@ -158,6 +159,8 @@ type Server struct {
 	ln       *quic.EarlyListener
 	sessions map[*session]struct{}
 	conns    map[*quic.Conn]*connState
+	// connsGone, set by Close, is closed when the last connection is gone.
+	connsGone chan struct{}
 }
 
 // connState tracks the sessions of one QUIC connection, so that a
@@ -186,6 +189,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:        cfg,
 		log:        cfg.Logger.With(slog.String("transport", "wt")),
 		renewAfter: DevCertRenewAfter,
+		connIdle:   connIdleTimeout,
 		sessions:   make(map[*session]struct{}),
 		conns:      make(map[*quic.Conn]*connState),
 	}
@@ -263,7 +267,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.certs != nil {
 		s.wg.Go(s.renewLoop)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "webtransport listening", slog.String("url", s.urlLocked()))
+	s.log.LogAttrs(ctx, slog.LevelDebug, "webtransport listening", slog.String("url", s.urlLocked()))
 	return nil
 }
 
@@ -322,10 +326,12 @@ func (s *Server) CertHash() string {
 	return s.certs.cur.Load().hash
 }
 
-// Close closes every session with 1001 (waiting up to 2 s for the closes to
-// go out), then the connections and the socket, and waits for every
-// goroutine of the server to return. Calls after the first return its
-// result.
+// Close closes every session with 1001 and waits up to 2 s for the closes
+// to go out and the clients to close their connections; then it closes the
+// remaining connections and the socket, and waits for the goroutines of the
+// server and its handlers to return. (A few goroutines of quic-go's HTTP/3
+// layer end on their own just after their connection has closed.) Calls
+// after the first return its result.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() { s.closeErr = s.close() })
 	return s.closeErr
@@ -341,6 +347,10 @@ func (s *Server) close() error {
 	for _, cs := range s.conns {
 		cs.idle.Stop()
 	}
+	s.connsGone = make(chan struct{})
+	if len(s.conns) == 0 {
+		close(s.connsGone)
+	}
 	started, ln, pconn := s.started, s.ln, s.pconn
 	s.mu.Unlock()
 
@@ -348,13 +358,23 @@ func (s *Server) close() error {
 		ss.Close(transport.DisconnectShutdown)
 	}
 	deadline := time.NewTimer(shutdownTimeout)
+	defer deadline.Stop()
 	for _, ss := range live {
 		select {
 		case <-ss.Context().Done():
 		case <-deadline.C:
 		}
 	}
-	deadline.Stop()
+	// A session's close travels on its CONNECT stream, and closing the
+	// connection would discard it if not yet sent: give clients, which
+	// close their connection when their session ends, until the deadline
+	// to do so.
+	if len(live) > 0 {
+		select {
+		case <-s.connsGone:
+		case <-deadline.C:
+		}
+	}
 
 	s.cancel()
 	if !started {
@@ -389,7 +409,7 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		cs := &connState{conn: conn}
-		cs.idle = time.AfterFunc(connIdleTimeout, func() { s.closeIdleConn(cs) })
+		cs.idle = time.AfterFunc(s.connIdle, func() { s.closeIdleConn(cs) })
 		s.conns[conn] = cs
 		s.mu.Unlock()
 		s.wg.Go(func() { s.serveConn(cs) })
@@ -407,6 +427,9 @@ func (s *Server) serveConn(cs *connState) {
 	s.mu.Lock()
 	cs.idle.Stop()
 	delete(s.conns, cs.conn)
+	if s.connsGone != nil && len(s.conns) == 0 {
+		close(s.connsGone)
+	}
 	s.mu.Unlock()
 }
 
@@ -451,7 +474,7 @@ func (s *Server) sessionEnded(cs *connState) {
 	cs.active--
 	if cs.active == 0 && !s.closed {
 		cs.armed = cs.gen
-		cs.idle.Reset(connIdleTimeout)
+		cs.idle.Reset(s.connIdle)
 	}
 }
 
@@ -525,15 +548,24 @@ func (s *Server) serveSession(r *http.Request, sess *webtransport.Session) {
 	s.mu.Unlock()
 
 	var extra sync.WaitGroup
+	defer func() {
+		s.mu.Lock()
+		delete(s.sessions, ss)
+		s.mu.Unlock()
+		ss.Wait()
+		ss.waitDatagrams()
+		extra.Wait()
+	}()
+	defer func() {
+		// http3 recovers a handler's panic: end the session first, or
+		// its goroutines would outlive it.
+		if p := recover(); p != nil {
+			ss.Fail(fmt.Errorf("topicast: webtransport: handler panicked: %v", p))
+			panic(p)
+		}
+	}()
 	extra.Go(ss.rejectExtraStreams)
 	handler := s.cfg.Accept(ss)
 	cause := ss.readLoop(handler, s.cfg.MaxMessage+frameSlack)
 	handler.HandleClosed(cause)
-
-	s.mu.Lock()
-	delete(s.sessions, ss)
-	s.mu.Unlock()
-	ss.Wait()
-	ss.waitDatagrams()
-	extra.Wait()
 }

@@ -1,0 +1,138 @@
+package sdk
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Defaults of Config.
+const (
+	DefaultMinBackoff     = 100 * time.Millisecond
+	DefaultMaxBackoff     = 10 * time.Second
+	DefaultDialTimeout    = 10 * time.Second
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultPingAfter      = 25 * time.Second
+	DefaultSilenceTimeout = 60 * time.Second
+	DefaultMaxMessage     = 65536
+	DefaultMaxReadBytes   = 64 << 20
+)
+
+// Config configures a Client. The zero value is usable: every zero field
+// means its default; for durations, negative means disabled where the field
+// says so.
+type Config struct {
+	// FallbackURLs are more server URLs, tried in turn after the one given
+	// to Dial: Dial tries each once, and the client moves to the next one
+	// after a failed connection attempt or a 1001 (server going away).
+	FallbackURLs []string
+	// Token, if set, is called before every connection attempt; a non-empty
+	// result is sent in a hello frame, first on the connection. An error
+	// counts as a failed attempt.
+	Token func(ctx context.Context) (string, error)
+	// Header holds extra HTTP headers for the WebSocket upgrade.
+	Header http.Header
+	// TLSConfig is used for wss:// URLs; nil means the defaults of crypto/tls.
+	TLSConfig *tls.Config
+
+	// MinBackoff and MaxBackoff bound the wait before a reconnection
+	// attempt: the n-th consecutive attempt waits a random time in
+	// [0, min(MaxBackoff, MinBackoff*2^n)] ("full jitter"). Zero means
+	// DefaultMinBackoff and DefaultMaxBackoff.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+	// DialTimeout bounds one connection attempt (TCP, TLS, upgrade). Zero
+	// means DefaultDialTimeout.
+	DialTimeout time.Duration
+	// WriteTimeout bounds one write to the server; hitting it drops the
+	// connection (then the client reconnects). Zero means DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// PingAfter is how long the connection may be quiet (nothing sent, or
+	// nothing received) before the client sends a ping. Zero means
+	// DefaultPingAfter; negative disables client pings.
+	PingAfter time.Duration
+	// SilenceTimeout is how long the server may send nothing before the
+	// client drops the connection as dead and reconnects. Zero means
+	// DefaultSilenceTimeout; negative disables it.
+	SilenceTimeout time.Duration
+	// MaxMessage is the largest data, in compacted bytes, that Publish
+	// sends; larger data gets a *wire.Error with wire.CodeTooLarge without
+	// reaching the server (which would close the connection for a too large
+	// frame). Set it to the server's --max-message. Zero means
+	// DefaultMaxMessage; negative disables the check.
+	MaxMessage int
+	// MaxReadBytes bounds one message from the server in bytes (a server
+	// message may carry many frames). Zero means DefaultMaxReadBytes.
+	MaxReadBytes int
+
+	// OnEvent, if set, receives the client's events (connected,
+	// disconnected, reset...). It is called on the goroutine that calls
+	// message handlers, in order with them, and must not block for long.
+	OnEvent func(Event)
+	// Logger receives debug logs of connections; nil discards.
+	Logger *slog.Logger
+}
+
+// withDefaults returns a copy of c with the defaults applied.
+func (c Config) withDefaults() Config {
+	if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.PingAfter == 0 {
+		c.PingAfter = DefaultPingAfter
+	}
+	if c.SilenceTimeout == 0 {
+		c.SilenceTimeout = DefaultSilenceTimeout
+	}
+	if c.MaxMessage == 0 {
+		c.MaxMessage = DefaultMaxMessage
+	}
+	if c.MaxReadBytes == 0 {
+		c.MaxReadBytes = DefaultMaxReadBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// validate checks a config that has its defaults.
+func (c *Config) validate() error {
+	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
+		return fmt.Errorf("topicast: backoff must satisfy 0 <= MinBackoff <= MaxBackoff, got %v and %v",
+			c.MinBackoff, c.MaxBackoff)
+	}
+	if c.DialTimeout < 0 || c.WriteTimeout < 0 || c.MaxReadBytes < 0 {
+		return errors.New("topicast: DialTimeout, WriteTimeout and MaxReadBytes must not be negative")
+	}
+	return nil
+}
+
+// checkURL accepts the URLs a transport can dial.
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%w %q: %w", ErrUnsupportedURL, raw, err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+		return nil
+	default:
+		// https://host/wt will be WebTransport.
+		return fmt.Errorf("%w %q: the scheme must be ws or wss", ErrUnsupportedURL, raw)
+	}
+}

@@ -1,0 +1,182 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/topicast/topicast/transport/wire"
+)
+
+// Message is one message of a topic. (Epoch, Seq) names it: keep them to
+// resume later with Since.
+type Message struct {
+	Topic string
+	Epoch string
+	Seq   uint64
+	// TS is the server's publish time (millisecond precision).
+	TS time.Time
+	// Data is the JSON value published, compacted. The handler owns it.
+	Data json.RawMessage
+}
+
+// SubOption configures one subscription.
+type SubOption func(*Subscription)
+
+// Since makes a subscription start by recovering the messages after (epoch,
+// seq), the position of the last message the application handled, from the
+// server's history. If the history cannot fill the gap, Config.OnEvent gets
+// an EventReset (ResetNotRecovered) and the subscription goes on live.
+func Since(epoch string, seq uint64) SubOption {
+	return func(s *Subscription) {
+		s.hasPos, s.epoch, s.seq = true, epoch, seq
+	}
+}
+
+// Subscription is a client's subscription to one topic. Its methods are
+// goroutine-safe.
+type Subscription struct {
+	c       *Client
+	topic   string
+	handler func(Message)
+	// closed stops deliveries once Unsubscribe started.
+	closed atomic.Bool
+	// ready is closed when the server answered the first sub; readyErr is
+	// set before.
+	ready chan struct{}
+
+	// Guarded by c.mu.
+	readyErr  error
+	confirmed bool
+	// hasPos, epoch, seq: the position of the last message handed to the
+	// dispatcher (or the head at subscription, or Since's).
+	hasPos bool
+	epoch  string
+	seq    uint64
+	// sentOn is the connection the last sub went on; activeOn is the one
+	// whose server confirmed it (deliveries from others are dropped).
+	sentOn   *conn
+	activeOn *conn
+	// A sub refused with a retriable code is sent again at retryAt.
+	retries int
+	retryAt time.Time
+}
+
+// Topic returns the subscription's topic.
+func (s *Subscription) Topic() string { return s.topic }
+
+// settleLocked answers the waiting Subscribe, once; c.mu must be held.
+func (s *Subscription) settleLocked(err error) {
+	if s.confirmed {
+		return
+	}
+	s.confirmed = true
+	s.readyErr = err
+	close(s.ready)
+}
+
+// Subscribe subscribes to topic and returns once the server confirmed it.
+// handler is called with every message of the topic from then on (or from
+// Since), exactly once and in seq order, across reconnections: the client
+// resubscribes with the position of the last message it delivered and drops
+// repeats. When continuity is lost all the same (the history did not reach
+// back far enough, or the topic restarted), Config.OnEvent gets an
+// EventReset and deliveries go on from the new position.
+//
+// Handlers of all subscriptions and OnEvent are called one at a time, on
+// one goroutine of the client, in the order the server sent the messages.
+// A handler must not block for long: later messages wait for it (they queue
+// in memory, without limit). A handler may call the client's methods,
+// except Close.
+//
+// A client holds one subscription per topic: a second Subscribe to the same
+// topic fails with ErrAlreadySubscribed. Errors from the server are
+// *wire.Error (forbidden, unavailable...). While the client is disconnected,
+// Subscribe waits for the next connection, bounded by ctx.
+func (c *Client) Subscribe(ctx context.Context, topic string, handler func(Message), opts ...SubOption) (*Subscription, error) {
+	if err := wire.ValidateTopic(topic); err != nil {
+		return nil, err
+	}
+	if handler == nil {
+		return nil, errors.New("topicast: Subscribe needs a handler")
+	}
+	s := &Subscription{c: c, topic: topic, handler: handler, ready: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return nil, err
+	}
+	if c.subs[topic] != nil {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%w to %s", ErrAlreadySubscribed, topic)
+	}
+	c.subs[topic] = s
+	if c.conn != nil {
+		c.sendSubLocked(c.conn, s)
+	} // else the next connection sends it
+	c.mu.Unlock()
+
+	select {
+	case <-s.ready:
+		if s.readyErr != nil {
+			return nil, s.readyErr
+		}
+		return s, nil
+	case <-ctx.Done():
+		s.unsubscribe()
+		return nil, context.Cause(ctx)
+	case <-c.done:
+		return nil, c.Err()
+	}
+}
+
+// Unsubscribe ends the subscription: once it has returned, the handler is
+// not called again. It waits for the server's answer, bounded by ctx; if the
+// connection is down, there is nothing to wait for. Calling it again does
+// nothing.
+func (s *Subscription) Unsubscribe(ctx context.Context) error {
+	id, cl := s.unsubscribe()
+	if cl == nil {
+		return nil
+	}
+	select {
+	case r := <-cl.done:
+		var e *wire.Error
+		if errors.As(r.err, &e) && e.Code != wire.CodeBadRequest {
+			// bad_request means "not subscribed": the server had already
+			// ended it, which is what the caller wants.
+			return e
+		}
+		return nil // or the connection ended, and the subscription with it
+	case <-ctx.Done():
+		s.c.dropCall(id)
+		return context.Cause(ctx)
+	}
+}
+
+// unsubscribe removes s and sends an unsub if the server may know it;
+// it returns that command's call, if any.
+func (s *Subscription) unsubscribe() (uint64, *call) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s.closed.Store(true)
+	if c.subs[s.topic] != s {
+		return 0, nil
+	}
+	delete(c.subs, s.topic)
+	cn := c.conn
+	if cn == nil || s.sentOn != cn {
+		return 0, nil // no connection, or the server refused it: nothing to undo
+	}
+	id, cl := c.newCallLocked(cn, callUnsub, nil)
+	cn.enqueue(appendUnsub(nil, id, s.topic))
+	return id, cl
+}

@@ -28,7 +28,7 @@ type WSClient struct {
 	// pending holds frames read by ReadUntil after the one it returned.
 	pending [][]byte
 	wmu     sync.Mutex
-	done chan struct{}
+	done    chan struct{}
 	// CloseCode is the server's close code, set when the reader ends.
 	CloseCode   wire.DisconnectCode
 	CloseReason string

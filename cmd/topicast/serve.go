@@ -12,6 +12,7 @@ import (
 	"github.com/topicast/topicast/cluster"
 	"github.com/topicast/topicast/internal/server"
 	"github.com/topicast/topicast/transport"
+	"github.com/topicast/topicast/transport/webtransport"
 	"github.com/topicast/topicast/transport/websocket"
 )
 
@@ -35,6 +36,7 @@ func NewMain(stdout, stderr io.Writer) *Main {
 func (m *Main) ParseFlags(args []string) error {
 	c := &m.cfg
 	var apiKeys, origins stringList
+	var wt, tlsCert, tlsKey string
 	fs := flag.NewFlagSet("topicast serve", flag.ContinueOnError)
 	fs.SetOutput(m.stderr)
 	fs.StringVar(&c.HTTPAddr, "http", "127.0.0.1:8080", "HTTP listen address (WebSocket, publish API, page)")
@@ -47,6 +49,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.MaxQueue, "max-queue", transport.DefaultMaxPendingBytes, "bytes queued for a client before it is closed as a slow consumer (4008)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", websocket.DefaultWriteTimeout, "bound of one write to a client; hitting it closes the client (4008)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "how long shutdown waits for clients to be closed")
+	fs.StringVar(&wt, "wt", webtransport.DefaultAddr, `WebTransport (HTTP/3, UDP) listen address, or "off"`)
+	fs.StringVar(&tlsCert, "tls-cert", "", "certificate (PEM) for WebTransport; without it a development certificate is made")
+	fs.StringVar(&tlsKey, "tls-key", "", "key (PEM) of --tls-cert")
 	fs.Var(&apiKeys, "api-key", "API key that POST /v1/publish requires (repeatable)")
 	fs.Var(&origins, "allowed-origin", "browser origin allowed besides the server's own and localhost (repeatable)")
 	fs.StringVar(&m.logFormat, "log-format", "text", "log format: text or json")
@@ -64,6 +69,19 @@ func (m *Main) ParseFlags(args []string) error {
 		c.Node.Topic.HistorySize = -1 // 0 on the command line keeps none; in the config it means the default
 	}
 	c.APIKeys, c.AllowedOrigins = apiKeys, origins
+	if wt != "off" {
+		c.WTAddr = wt
+	}
+	if (tlsCert == "") != (tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if tlsCert != "" {
+		tc, err := webtransport.LoadCertificate(tlsCert, tlsKey)
+		if err != nil {
+			return err
+		}
+		c.WTTLS = tc
+	}
 	logger, err := newLogger(m.stderr, m.logFormat, m.logLevel)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"errors"
 	"fmt"
@@ -12,8 +13,10 @@ import (
 	"time"
 
 	"github.com/topicast/topicast/cluster"
+	jsclient "github.com/topicast/topicast/sdk/js"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/httpapi"
+	"github.com/topicast/topicast/transport/webtransport"
 	"github.com/topicast/topicast/transport/websocket"
 )
 
@@ -41,6 +44,11 @@ type Config struct {
 	// AllowedOrigins are browser origins allowed besides the server's own
 	// and localhost.
 	AllowedOrigins []string
+	// WTAddr is the UDP address of WebTransport (HTTP/3); empty disables it.
+	WTAddr string
+	// WTTLS is WebTransport's certificate; nil makes a development
+	// certificate whose hash /v1/info reports.
+	WTTLS *tls.Config
 	// DrainTimeout bounds Close. Zero means DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// Logger; nil discards.
@@ -54,6 +62,7 @@ type Server struct {
 	node   *cluster.Node
 	ka     *transport.Keepalive
 	http   *http.Server
+	wt     *webtransport.Server
 	ln     net.Listener
 	served chan error
 }
@@ -103,6 +112,27 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		maxMessage = cluster.DefaultMaxMessage
 	}
 
+	if cfg.WTAddr != "" {
+		s.wt, err = webtransport.New(webtransport.Config{
+			Addr:            cfg.WTAddr,
+			Accept:          node.Accept,
+			CheckOrigin:     origins.Allow,
+			TLSConfig:       cfg.WTTLS,
+			MaxMessage:      maxMessage,
+			MaxPendingBytes: cfg.MaxQueue,
+			WriteTimeout:    cfg.WriteTimeout,
+			Keepalive:       s.ka,
+			Logger:          logger,
+		})
+		if err == nil {
+			err = s.wt.Start(ctx)
+		}
+		if err != nil {
+			s.abort()
+			return nil, fmt.Errorf("webtransport on %s: %w", cfg.WTAddr, err)
+		}
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", websocket.NewHandler(websocket.Config{
 		Accept:          node.Accept,
@@ -113,19 +143,22 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Keepalive:       s.ka,
 		Logger:          logger,
 	}))
-	httpapi.New(httpapi.Config{
+	api := httpapi.New(httpapi.Config{
 		Backend:    node,
 		Info:       s.Info,
 		APIKeys:    cfg.APIKeys,
 		Origins:    origins,
 		MaxMessage: maxMessage,
 		Logger:     logger,
-	}).Register(mux)
+	})
+	api.Register(mux)
 	web, err := fs.Sub(webFS, "web")
 	if err != nil {
+		s.abort()
 		return nil, err
 	}
 	mux.Handle("GET /", http.FileServerFS(web))
+	mux.Handle("GET /topicast.js", api.CORS(jsclient.Handler()))
 
 	s.http = &http.Server{
 		Handler:           mux,
@@ -142,9 +175,24 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		logger.Info("browsers are accepted from the server's own origin and localhost only; add --allowed-origin for others")
 	}
 	addr := ln.Addr().String()
-	logger.Info("listening", slog.String("http", "http://"+addr), slog.String("ws", "ws://"+addr+"/ws"),
-		slog.String("node", node.Name()))
+	attrs := []any{slog.String("http", "http://" + addr), slog.String("ws", "ws://" + addr + "/ws")}
+	if s.wt != nil {
+		attrs = append(attrs, slog.String("wt", s.wt.URL()))
+		if h := s.wt.CertHash(); h != "" {
+			attrs = append(attrs, slog.String("cert_hash", h))
+		}
+	}
+	logger.Info("listening", append(attrs, slog.String("node", node.Name()))...)
 	return s, nil
+}
+
+// abort undoes a Start that failed half-way.
+func (s *Server) abort() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.node.Close(ctx) // the start error is the one to report
+	s.ka.Close()
+	_ = s.ln.Close()
 }
 
 // Addr returns the HTTP address the server listens on.
@@ -168,7 +216,19 @@ type WTInfo struct {
 
 // Info returns what GET /v1/info answers.
 func (s *Server) Info() any {
-	return Info{Version: cluster.Version, Node: s.node.Name()}
+	info := Info{Version: cluster.Version, Node: s.node.Name()}
+	if s.wt != nil {
+		info.WebTransport = &WTInfo{URL: s.wt.URL(), CertHash: s.wt.CertHash()}
+	}
+	return info
+}
+
+// WebTransportURL returns the WebTransport URL, or "" when it is off.
+func (s *Server) WebTransportURL() string {
+	if s.wt == nil {
+		return ""
+	}
+	return s.wt.URL()
 }
 
 // Close drains the node: it stops accepting, closes every client with 1001
@@ -182,6 +242,11 @@ func (s *Server) Close() error {
 	var errs []error
 	if err := s.node.Close(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if s.wt != nil {
+		if err := s.wt.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("webtransport: %w", err))
+		}
 	}
 	s.ka.Close()
 	if err := <-shut; err != nil {

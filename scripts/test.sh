@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The one command that passes all of topicast's tests on a fresh machine
+# (README "Test"). It installs what the tests need when it is missing, then
+# runs every tier: lint, unit and actor tests under the race detector,
+# end-to-end and browser tests, and each fuzz target for a few seconds.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh -short     skip the slow end-to-end tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+short=""
+if [[ "${1:-}" == "-short" ]]; then short="-short"; fi
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- what the tests need -----------------------------------------------------
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+if ((${#need_apt[@]})); then
+  log "installing ${need_apt[*]} (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+gobin="$(go env GOPATH)/bin"
+if ! "$gobin/staticcheck" -version 2>/dev/null | grep -q "(0.8.2)"; then
+  log "installing staticcheck"
+  (cd /tmp && GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)
+fi
+
+# --- lint --------------------------------------------------------------------
+log "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [[ -n "$unformatted" ]]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+log "go vet"
+go vet ./...
+log "staticcheck"
+"$gobin/staticcheck" ./...
+
+# --- tests -------------------------------------------------------------------
+log "go test -race ./..."
+go test -race -shuffle=on -timeout 40m $short ./...
+
+log "fuzz (a few seconds per target)"
+fuzz() { # package target
+  go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-5s}" "$1"
+}
+for target in $(go test -list '^Fuzz' ./transport/wire/ | grep '^Fuzz'); do
+  fuzz ./transport/wire/ "$target"
+done
+
+log "all tests passed"

@@ -12,12 +12,15 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/cluster"
 	jsclient "github.com/topicast/topicast/sdk/js"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/httpapi"
-	"github.com/topicast/topicast/transport/webtransport"
+	"github.com/topicast/topicast/transport/poll"
+	"github.com/topicast/topicast/transport/sse"
 	"github.com/topicast/topicast/transport/websocket"
+	"github.com/topicast/topicast/transport/webtransport"
 )
 
 //go:embed web
@@ -41,6 +44,18 @@ type Config struct {
 	Keepalive transport.KeepaliveConfig
 	// APIKeys guard POST /v1/publish when set.
 	APIKeys []string
+	// PublishRate bounds POST /v1/publish in messages per second per API
+	// key (all publishers share one budget without keys); over it the
+	// answer is 429 with Retry-After. Zero means
+	// httpapi.DefaultPublishRate; negative means no limit.
+	PublishRate float64
+	// PublishBurst is how many messages a key may publish at once. Zero
+	// means httpapi.DefaultPublishBurst.
+	PublishBurst int
+	// Guard sets the client token secret (none: open to all) and the
+	// per-node and per-connection limits of WebSocket and WebTransport
+	// clients; zero values mean the defaults of actors.GuardConfig.
+	Guard actors.GuardConfig
 	// AllowedOrigins are browser origins allowed besides the server's own
 	// and localhost.
 	AllowedOrigins []string
@@ -60,9 +75,11 @@ type Server struct {
 	cfg    Config
 	logger *slog.Logger
 	node   *cluster.Node
+	guard  *actors.Guard
 	ka     *transport.Keepalive
 	http   *http.Server
 	wt     *webtransport.Server
+	ws     *websocket.Handler
 	ln     net.Listener
 	served chan error
 }
@@ -104,7 +121,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		_ = ln.Close() // the start error is the one to report
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: logger, node: node, ln: ln, served: make(chan error, 1)}
+	if cfg.Guard.Logger == nil {
+		cfg.Guard.Logger = logger
+	}
+	s := &Server{cfg: cfg, logger: logger, node: node, guard: actors.NewGuard(cfg.Guard), ln: ln, served: make(chan error, 1)}
+	accept := s.guard.Wrap(node.Accept)
 	s.ka = transport.NewKeepalive(cfg.Keepalive)
 	origins := transport.NewOriginPolicy(cfg.AllowedOrigins)
 	maxMessage := cfg.Node.MaxMessage
@@ -115,7 +136,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.WTAddr != "" {
 		s.wt, err = webtransport.New(webtransport.Config{
 			Addr:            cfg.WTAddr,
-			Accept:          node.Accept,
+			Accept:          accept,
 			CheckOrigin:     origins.Allow,
 			TLSConfig:       cfg.WTTLS,
 			MaxMessage:      maxMessage,
@@ -134,24 +155,41 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /ws", websocket.NewHandler(websocket.Config{
-		Accept:          node.Accept,
+	s.ws = websocket.NewHandler(websocket.Config{
+		Accept:          accept,
 		CheckOrigin:     origins.Allow,
 		MaxMessage:      maxMessage,
 		MaxPendingBytes: cfg.MaxQueue,
 		WriteTimeout:    cfg.WriteTimeout,
 		Keepalive:       s.ka,
 		Logger:          logger,
-	}))
+	})
+	mux.Handle("GET /ws", s.ws)
 	api := httpapi.New(httpapi.Config{
-		Backend:    node,
-		Info:       s.Info,
-		APIKeys:    cfg.APIKeys,
-		Origins:    origins,
-		MaxMessage: maxMessage,
-		Logger:     logger,
+		Backend:      node,
+		Info:         s.Info,
+		APIKeys:      cfg.APIKeys,
+		PublishRate:  cfg.PublishRate,
+		PublishBurst: cfg.PublishBurst,
+		Origins:      origins,
+		MaxMessage:   maxMessage,
+		Logger:       logger,
 	})
 	api.Register(mux)
+	mux.Handle("GET /v1/sse", api.CORS(sse.NewHandler(sse.Config{
+		Accept:          node.Accept,
+		CheckOrigin:     origins.Allow,
+		MaxPendingBytes: cfg.MaxQueue,
+		WriteTimeout:    cfg.WriteTimeout,
+		Logger:          logger,
+	})))
+	mux.Handle("GET /v1/poll", api.CORS(poll.NewHandler(poll.Config{
+		Accept:          node.Accept,
+		History:         node,
+		CheckOrigin:     origins.Allow,
+		MaxPendingBytes: cfg.MaxQueue,
+		Logger:          logger,
+	})))
 	web, err := fs.Sub(webFS, "web")
 	if err != nil {
 		s.abort()
@@ -170,12 +208,22 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if len(cfg.APIKeys) == 0 {
 		logger.Warn("no --api-key: anyone who reaches the HTTP port may publish")
 	}
-	logger.Warn("no --token-secret: the server is open to every client")
+	if s.guard.TokensRequired() {
+		logger.Info("clients need a token (JWT, HS256, signed with --token-secret)")
+		if len(cfg.Guard.TokenSecret) < 32 {
+			logger.Warn("--token-secret is shorter than 32 bytes: tokens signed with it can be forged by guessing it")
+		}
+	} else {
+		logger.Warn("no --token-secret: the server is open to every client, who may subscribe and publish to every topic")
+	}
 	if len(cfg.AllowedOrigins) == 0 {
 		logger.Info("browsers are accepted from the server's own origin and localhost only; add --allowed-origin for others")
+	} else {
+		logger.Info("browsers are accepted from the server's own origin, localhost and the allowed origins",
+			slog.Any("allowed_origins", cfg.AllowedOrigins))
 	}
 	addr := ln.Addr().String()
-	attrs := []any{slog.String("http", "http://" + addr), slog.String("ws", "ws://" + addr + "/ws")}
+	attrs := []any{slog.String("http", "http://"+addr), slog.String("ws", "ws://"+addr+"/ws")}
 	if s.wt != nil {
 		attrs = append(attrs, slog.String("wt", s.wt.URL()))
 		if h := s.wt.CertHash(); h != "" {
@@ -191,6 +239,9 @@ func (s *Server) abort() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = s.node.Close(ctx) // the start error is the one to report
+	if s.ws != nil {
+		_ = s.ws.Close()
+	}
 	s.ka.Close()
 	_ = s.ln.Close()
 }
@@ -200,6 +251,9 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Node returns the cluster node.
 func (s *Server) Node() *cluster.Node { return s.node }
+
+// Guard returns the guard of the node's WebSocket and WebTransport clients.
+func (s *Server) Guard() *actors.Guard { return s.guard }
 
 // Info is the body of GET /v1/info.
 type Info struct {
@@ -242,6 +296,9 @@ func (s *Server) Close() error {
 	var errs []error
 	if err := s.node.Close(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if err := s.ws.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("websocket: %w", err))
 	}
 	if s.wt != nil {
 		if err := s.wt.Close(); err != nil {

@@ -55,7 +55,8 @@ type Config struct {
 
 // Handler is the http.Handler of GET /ws. It is goroutine-safe.
 type Handler struct {
-	cfg Config
+	cfg    Config
+	poller *poller // nil where the platform has none: one reader goroutine per session then
 }
 
 // NewHandler returns a handler with cfg's defaults applied.
@@ -69,7 +70,14 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg}
+	h := &Handler{cfg: cfg}
+	p, err := newPoller()
+	if err != nil {
+		cfg.Logger.Warn("websocket: no event poller, one reader goroutine per connection", slog.Any("err", err))
+	} else {
+		h.poller = p
+	}
+	return h
 }
 
 var sessionSeq atomic.Uint64
@@ -85,16 +93,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.cfg.Logger.LogAttrs(r.Context(), slog.LevelDebug, "websocket upgrade failed", slog.Any("err", err))
 		return
 	}
-	// Keep what the HTTP server read ahead, then read with a small buffer
-	// of our own rather than holding the server's 4 KiB one.
-	var src io.Reader = conn
-	if n := rw.Reader.Buffered(); n > 0 {
-		ahead, _ := rw.Reader.Peek(n) // n bytes are buffered: Peek cannot fail
-		src = io.MultiReader(bytes.NewReader(bytes.Clone(ahead)), conn)
-	}
 	s := &session{
 		conn:    conn,
 		timeout: h.cfg.WriteTimeout,
+		limit:   int64(h.cfg.MaxMessage + frameSlack),
 		info: transport.SessionInfo{
 			ID:         "ws-" + strconv.FormatUint(sessionSeq.Add(1), 10),
 			Transport:  "ws",
@@ -103,14 +105,34 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Origin:     r.Header.Get("Origin"),
 		},
 	}
+	// Keep what the HTTP server read ahead; the server's own buffers go
+	// with its goroutine when this handler returns.
+	if n := rw.Reader.Buffered(); n > 0 {
+		ahead, _ := rw.Reader.Peek(n) // n bytes are buffered: Peek cannot fail
+		s.ahead = bytes.Clone(ahead)
+	}
 	s.Init(s, transport.OutboundConfig{MaxPendingBytes: h.cfg.MaxPendingBytes, Keepalive: h.cfg.Keepalive})
-	handler := h.cfg.Accept(s)
-	cause := s.readLoop(bufio.NewReaderSize(src, 512), handler, int64(h.cfg.MaxMessage+frameSlack))
-	// The close frame, if any, is written by the Outbound's writer: wait
-	// for it before the connection goes.
-	<-s.Context().Done()
-	_ = conn.Close() // already closed when the session failed
-	handler.HandleClosed(cause)
+	s.handler = h.cfg.Accept(s)
+	if h.poller != nil {
+		if err := h.poller.add(s); err == nil {
+			// A first pass reads what came with the upgrade and arms the
+			// poller; after that a goroutine exists only while the client
+			// has sent something.
+			go s.readReady()
+			return
+		}
+	}
+	s.readBlocking()
+}
+
+// Close stops the poller that serves idle connections. Sessions still open
+// end with it. Close is for tests and shutdown; call it after every session
+// was closed.
+func (h *Handler) Close() error {
+	if h.poller == nil {
+		return nil
+	}
+	return h.poller.close()
 }
 
 // session is one WebSocket connection.
@@ -119,6 +141,15 @@ type session struct {
 	conn    net.Conn
 	timeout time.Duration
 	info    transport.SessionInfo
+	limit   int64
+	handler transport.Handler
+
+	// Owned by the reader (one at a time: the poller arms a session once).
+	ahead   []byte // bytes the HTTP server read ahead of the upgrade
+	msg     []byte // a message being put together from fragments
+	pollID  uint64 // the session's key in the poller; 0 when not polled
+	poller  *poller
+	endOnce sync.Once
 
 	// wmu serializes writes: the Outbound's writer and the reader's control
 	// replies (pong).
@@ -184,6 +215,9 @@ func (s *session) WriteClose(d transport.Disconnect) {
 		_ = hc.CloseWrite()
 	}
 	_ = s.conn.SetReadDeadline(time.Now().Add(closeTimeout))
+	// A polled session has no reader waiting for the deadline: end it
+	// ourselves if the client does not answer in time.
+	time.AfterFunc(closeTimeout, func() { s.end(context.Cause(s.Context())) })
 }
 
 // Abort closes the connection without a close frame.
@@ -214,68 +248,130 @@ func appendHeader(b []byte, op ws.OpCode, n int) []byte {
 	}
 }
 
-// readLoop reads messages until the session ends and returns the cause.
-func (s *session) readLoop(br *bufio.Reader, h transport.Handler, limit int64) error {
-	var msg []byte
+// Read implements io.Reader for the pooled bufio.Reader: first what came
+// with the upgrade, then the connection.
+func (s *session) Read(p []byte) (int, error) {
+	if len(s.ahead) > 0 {
+		n := copy(p, s.ahead)
+		s.ahead = s.ahead[n:]
+		if len(s.ahead) == 0 {
+			s.ahead = nil
+		}
+		return n, nil
+	}
+	return s.conn.Read(p)
+}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// readReady reads every frame the client has sent, then arms the poller
+// again; it ends the session when the connection does.
+func (s *session) readReady() {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(s)
 	for {
-		hdr, err := ws.ReadHeader(br)
-		if err != nil {
-			return s.readFailed(err)
+		if done, cause := s.readFrame(br); done {
+			br.Reset(nil)
+			readerPool.Put(br)
+			s.end(cause)
+			return
 		}
-		s.MarkRead()
-		if hdr.OpCode.IsControl() {
-			if hdr.Length > 125 || !hdr.Fin {
-				s.Close(transport.DisconnectProtocol)
-				return s.drain(br)
-			}
-			payload := make([]byte, hdr.Length)
-			if _, err := io.ReadFull(br, payload); err != nil {
-				return s.readFailed(err)
-			}
-			if hdr.Masked {
-				ws.Cipher(payload, hdr.Mask, 0)
-			}
-			switch hdr.OpCode {
-			case ws.OpPing:
-				if err := s.writeControl(ws.OpPong, payload); err != nil {
-					return s.readFailed(err)
-				}
-			case ws.OpClose:
-				code, _ := ws.ParseCloseFrameData(payload)
-				// Answer with the client's code, as RFC 6455 asks, after
-				// what is already queued.
-				reply := transport.DisconnectNormal
-				if code != 0 && !code.IsProtocolReserved() {
-					reply.Code = wire.DisconnectCode(code)
-				}
-				s.Close(reply) // a no-op when the server started the close
-				<-s.Context().Done()
-				return s.cause()
-			}
-			continue
-		}
-		if int64(len(msg))+hdr.Length > limit {
-			s.Close(transport.DisconnectTooLarge)
-			return s.drain(br)
-		}
-		start := len(msg)
-		msg = append(msg, make([]byte, hdr.Length)...)
-		if _, err := io.ReadFull(br, msg[start:]); err != nil {
-			return s.readFailed(err)
-		}
-		if hdr.Masked {
-			ws.Cipher(msg[start:], hdr.Mask, 0)
-		}
-		if !hdr.Fin {
-			continue
-		}
-		wire.EachFrame(msg, h.HandleFrame)
-		if cap(msg) > 16<<10 {
-			msg = nil // do not keep a large buffer for an idle connection
-		} else {
-			msg = msg[:0]
+		if br.Buffered() == 0 && len(s.ahead) == 0 {
+			break
 		}
 	}
+	br.Reset(nil)
+	readerPool.Put(br)
+	if err := s.poller.arm(s); err != nil {
+		s.end(s.readFailed(err))
+	}
+}
+
+// readBlocking reads frames on the calling goroutine until the session
+// ends: the way without a poller.
+func (s *session) readBlocking() {
+	br := bufio.NewReaderSize(s, 512)
+	for {
+		if done, cause := s.readFrame(br); done {
+			s.end(cause)
+			return
+		}
+	}
+}
+
+// end finishes the session once: the close frame, if any, is written by the
+// Outbound's writer, so it waits for that before the connection goes.
+func (s *session) end(cause error) {
+	s.endOnce.Do(func() {
+		if s.poller != nil {
+			s.poller.remove(s)
+		}
+		<-s.Context().Done()
+		_ = s.conn.Close() // already closed when the session failed
+		if cause == nil {
+			cause = s.cause()
+		}
+		s.handler.HandleClosed(cause)
+	})
+}
+
+// readFrame reads one frame and handles it. done reports that the session
+// has ended, with its cause.
+func (s *session) readFrame(br *bufio.Reader) (done bool, cause error) {
+	hdr, err := ws.ReadHeader(br)
+	if err != nil {
+		return true, s.readFailed(err)
+	}
+	s.MarkRead()
+	if hdr.OpCode.IsControl() {
+		if hdr.Length > 125 || !hdr.Fin {
+			s.Close(transport.DisconnectProtocol)
+			return true, s.drain(br)
+		}
+		payload := make([]byte, hdr.Length)
+		if _, err := io.ReadFull(br, payload); err != nil {
+			return true, s.readFailed(err)
+		}
+		if hdr.Masked {
+			ws.Cipher(payload, hdr.Mask, 0)
+		}
+		switch hdr.OpCode {
+		case ws.OpPing:
+			if err := s.writeControl(ws.OpPong, payload); err != nil {
+				return true, s.readFailed(err)
+			}
+		case ws.OpClose:
+			code, _ := ws.ParseCloseFrameData(payload)
+			// Answer with the client's code, as RFC 6455 asks, after what
+			// is already queued.
+			reply := transport.DisconnectNormal
+			if code != 0 && !code.IsProtocolReserved() {
+				reply.Code = wire.DisconnectCode(code)
+			}
+			s.Close(reply) // a no-op when the server started the close
+			<-s.Context().Done()
+			return true, s.cause()
+		}
+		return false, nil
+	}
+	if int64(len(s.msg))+hdr.Length > s.limit {
+		s.Close(transport.DisconnectTooLarge)
+		return true, s.drain(br)
+	}
+	start := len(s.msg)
+	s.msg = append(s.msg, make([]byte, hdr.Length)...)
+	if _, err := io.ReadFull(br, s.msg[start:]); err != nil {
+		return true, s.readFailed(err)
+	}
+	if hdr.Masked {
+		ws.Cipher(s.msg[start:], hdr.Mask, 0)
+	}
+	if !hdr.Fin {
+		return false, nil
+	}
+	wire.EachFrame(s.msg, s.handler.HandleFrame)
+	s.msg = nil // an idle connection keeps no buffer
+	return false, nil
 }
 
 // drain discards what the client still sends until it closes, or until the

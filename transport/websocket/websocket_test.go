@@ -66,8 +66,12 @@ func start(t *testing.T, cfg Config) (*recorder, string) {
 	t.Helper()
 	rec := newRecorder()
 	cfg.Accept = rec.accept
-	srv := httptest.NewServer(NewHandler(cfg))
-	t.Cleanup(srv.Close)
+	h := NewHandler(cfg)
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.Close()
+		require.NoError(t, h.Close())
+	})
 	return rec, "ws" + strings.TrimPrefix(srv.URL, "http")
 }
 

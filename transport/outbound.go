@@ -102,6 +102,7 @@ func (o *Outbound) Write(frame []byte) error {
 	}
 	o.queue = append(o.queue, frame)
 	o.bytes += len(frame)
+	pendingTotal.Add(int64(len(frame)))
 	return o.queuedLocked()
 }
 
@@ -113,9 +114,12 @@ func (o *Outbound) WriteMany(frames [][]byte) error {
 		return ErrClosed
 	}
 	o.queue = append(o.queue, frames...)
+	n := 0
 	for _, f := range frames {
-		o.bytes += len(f)
+		n += len(f)
 	}
+	o.bytes += n
+	pendingTotal.Add(int64(n))
 	return o.queuedLocked()
 }
 
@@ -147,6 +151,22 @@ func (o *Outbound) queuedLocked() error {
 	return nil
 }
 
+// pendingTotal is the bytes queued in every Outbound of the process and not
+// yet written: the node's delivery backlog.
+var pendingTotal atomic.Int64
+
+// PendingBytes returns the bytes queued for clients in this process and not
+// yet written. Publishers can wait while it is high, which
+// pushes back on them when the node cannot keep up.
+func PendingBytes() int64 { return pendingTotal.Load() }
+
+// dropBytesLocked forgets the queue's byte count (the frames were taken or
+// dropped). o.mu must be held.
+func (o *Outbound) dropBytesLocked() {
+	pendingTotal.Add(-int64(o.bytes))
+	o.bytes = 0
+}
+
 // Pending returns the number of frames and bytes queued and not yet taken by
 // the writer.
 func (o *Outbound) Pending() (frames, bytes int) {
@@ -173,7 +193,7 @@ func (o *Outbound) closeLocked(d Disconnect) {
 	if d.Code == DisconnectSlow.Code {
 		clear(o.queue)
 		o.queue = o.queue[:0]
-		o.bytes = 0
+		o.dropBytesLocked()
 	}
 	if !o.writing {
 		o.writing = true
@@ -194,7 +214,7 @@ func (o *Outbound) Fail(err error) {
 	o.failErr = err
 	clear(o.queue)
 	o.queue = o.queue[:0]
-	o.bytes = 0
+	o.dropBytesLocked()
 	writing := o.writing
 	o.mu.Unlock()
 	if !writing {
@@ -236,10 +256,15 @@ func (o *Outbound) run() {
 		}
 		o.queue = o.spare[:0]
 		o.spare = nil
+		// The batch leaves the queue's bound now, but stays in the node's
+		// backlog until it is written: a writer waiting for the CPU or the
+		// socket still holds it.
+		taken := o.bytes
 		o.bytes = 0
 		o.mu.Unlock()
 
 		err := o.conn.WriteFrames(batch)
+		pendingTotal.Add(-int64(taken))
 		clear(batch)
 		if err != nil {
 			d := Disconnect{}
@@ -250,7 +275,7 @@ func (o *Outbound) run() {
 			o.closing = true
 			clear(o.queue)
 			o.queue = o.queue[:0]
-			o.bytes = 0
+			o.dropBytesLocked()
 			o.mu.Unlock()
 			o.conn.Abort()
 			if d.Code != 0 {

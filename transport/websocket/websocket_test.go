@@ -2,9 +2,9 @@ package websocket
 
 import (
 	"bytes"
-	"io"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"

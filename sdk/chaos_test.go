@@ -55,6 +55,10 @@ func TestChaos(t *testing.T) {
 				reconnects = append(reconnects, time.Since(brokeAt))
 			}
 		case sdk.EventDisconnected:
+		case sdk.EventSubscribed:
+			if e.Seq > 0 && !e.Recovered {
+				unexpected = append(unexpected, e)
+			}
 		default:
 			unexpected = append(unexpected, e)
 		}

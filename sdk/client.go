@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ type Client struct {
 	urls []string
 	log  *slog.Logger
 	ws   *wsDialer
+	wt   *wtDialer
 	disp *dispatcher
 
 	// ctx is cancelled by Close; it bounds the run loop's waits and dials.
@@ -67,9 +69,10 @@ type callResult struct {
 	err   error
 }
 
-// Dial connects to url (ws:// or wss://), or to one of cfg.FallbackURLs,
-// trying each once in order, and returns a client that keeps a connection
-// up until Close. ctx bounds this first connection only.
+// Dial connects to url (ws:// or wss:// for WebSocket, https:// for
+// WebTransport, such as https://127.0.0.1:4433/wt), or to one of
+// cfg.FallbackURLs, trying each once in order, and returns a client that
+// keeps a connection up until Close. ctx bounds this first connection only.
 func Dial(ctx context.Context, url string, cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -86,6 +89,7 @@ func Dial(ctx context.Context, url string, cfg Config) (*Client, error) {
 		urls:      urls,
 		log:       cfg.Logger,
 		ws:        newWSDialer(&cfg),
+		wt:        newWTDialer(&cfg),
 		disp:      newDispatcher(cfg.OnEvent),
 		done:      make(chan struct{}),
 		connReady: make(chan struct{}),
@@ -228,6 +232,10 @@ func (c *Client) serve(cn *conn) error {
 	cn.wg.Add(2)
 	go c.readLoop(cn)
 	go cn.writeLoop()
+	if dr, ok := cn.tc.(datagramReader); ok {
+		cn.wg.Add(1)
+		go c.datagramLoop(cn, dr)
+	}
 	defer cn.wg.Wait()
 	c.attach(cn)
 	tick := time.NewTicker(c.tickEvery())
@@ -358,19 +366,49 @@ func (c *Client) readLoop(cn *conn) {
 	}
 }
 
-// handleFrame routes one server frame; it runs on cn's reader.
-func (c *Client) handleFrame(cn *conn, raw []byte) {
+// datagramLoop is the connection's datagram reader goroutine. Datagrams
+// carry the msg frames of datagram subscriptions.
+func (c *Client) datagramLoop(cn *conn, dr datagramReader) {
+	defer cn.wg.Done()
+	for {
+		b, err := dr.readDatagram()
+		if err != nil {
+			return // the connection is gone: the stream's reader reports why
+		}
+		cn.lastRead.Store(time.Now().UnixNano())
+		f, ok := c.decodeFrame(cn, b)
+		if ok && f.Op == wire.OpMsg {
+			c.onMsg(cn, f, true)
+		}
+	}
+}
+
+// decodeFrame decodes a server frame, keeping a copy of it for
+// Config.KeepFrames.
+func (c *Client) decodeFrame(cn *conn, raw []byte) (*serverFrame, bool) {
 	f := new(serverFrame)
 	if err := json.Unmarshal(raw, f); err != nil {
 		c.log.LogAttrs(c.ctx, slog.LevelDebug, "topicast: ignored a server frame that is not JSON",
 			slog.String("url", cn.url), slog.Any("err", err))
+		return nil, false
+	}
+	if c.cfg.KeepFrames && f.Op == wire.OpMsg {
+		f.raw = bytes.Clone(raw)
+	}
+	return f, true
+}
+
+// handleFrame routes one server frame; it runs on cn's reader.
+func (c *Client) handleFrame(cn *conn, raw []byte) {
+	f, ok := c.decodeFrame(cn, raw)
+	if !ok {
 		return
 	}
 	switch f.Op {
 	case wire.OpPing:
 		cn.enqueue(wire.PongFrame)
 	case wire.OpMsg:
-		c.onMsg(cn, f)
+		c.onMsg(cn, f, false)
 	case wire.OpOK:
 		c.onReply(cn, f, nil)
 	case wire.OpError:
@@ -389,15 +427,32 @@ func (c *Client) handleFrame(cn *conn, raw []byte) {
 }
 
 // onMsg hands a delivery to the application unless it is a duplicate: a seq
-// at or below the last one delivered in the same epoch.
-func (c *Client) onMsg(cn *conn, f *serverFrame) {
+// at or below the last one delivered in the same epoch. dgram is set for a
+// frame that came in a datagram.
+func (c *Client) onMsg(cn *conn, f *serverFrame, dgram bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.subs[f.Topic]
 	if s == nil || s.activeOn != cn {
 		return // not subscribed (any more, or yet) on this connection
 	}
-	if s.hasPos {
+	switch {
+	case s.datagram:
+		// Never older than what was delivered: gaps are expected, and a
+		// frame too large for a datagram comes on the stream instead.
+		if s.hasPos && f.Epoch == s.epoch && f.Seq <= s.seq {
+			return
+		}
+		if s.hasPos && f.Epoch != s.epoch {
+			if f.Epoch == s.prevEpoch {
+				return // a late datagram of the epoch the topic left
+			}
+			s.prevEpoch = s.epoch
+			c.disp.event(Event{Kind: EventReset, Topic: s.topic, Epoch: f.Epoch, Seq: f.Seq - 1, Reason: ResetNewEpoch})
+		}
+	case dgram:
+		return // a datagram for a stream subscription: it cannot be ordered
+	case s.hasPos:
 		switch {
 		case f.Epoch != s.epoch:
 			// A new epoch without a reset frame: treat it as one.
@@ -410,7 +465,7 @@ func (c *Client) onMsg(cn *conn, f *serverFrame) {
 	}
 	s.hasPos, s.epoch, s.seq = true, f.Epoch, f.Seq
 	c.disp.push(delivery{sub: s, msg: Message{
-		Topic: f.Topic, Epoch: f.Epoch, Seq: f.Seq, TS: time.UnixMilli(f.TS), Data: f.Data,
+		Topic: f.Topic, Epoch: f.Epoch, Seq: f.Seq, TS: time.UnixMilli(f.TS), Data: f.Data, Frame: f.raw,
 	}})
 }
 
@@ -421,6 +476,9 @@ func (c *Client) onReset(cn *conn, f *serverFrame) {
 	s := c.subs[f.Topic]
 	if s == nil || s.activeOn != cn {
 		return
+	}
+	if s.hasPos && s.epoch != f.Epoch {
+		s.prevEpoch = s.epoch
 	}
 	s.hasPos, s.epoch, s.seq = true, f.Epoch, f.Seq
 	c.disp.event(Event{Kind: EventReset, Topic: s.topic, Epoch: f.Epoch, Seq: f.Seq, Reason: ResetNewEpoch})
@@ -482,7 +540,18 @@ func (c *Client) onSubReplyLocked(cn *conn, s *Subscription, f *serverFrame, e *
 	s.activeOn = cn
 	s.retries = 0
 	recovered := f.Recovered != nil && *f.Recovered && f.Epoch == s.epoch
+	c.disp.event(Event{Kind: EventSubscribed, Topic: s.topic, Epoch: f.Epoch, Seq: f.Seq, Recovered: recovered})
 	switch {
+	case s.datagram:
+		// Datagram subscriptions do not recover: they go on from the head,
+		// never going back.
+		if s.hasPos && f.Epoch != s.epoch {
+			s.prevEpoch = s.epoch
+			c.disp.event(Event{Kind: EventReset, Topic: s.topic, Epoch: f.Epoch, Seq: f.Seq, Reason: ResetNewEpoch})
+		}
+		if !s.hasPos || f.Epoch != s.epoch || f.Seq > s.seq {
+			s.hasPos, s.epoch, s.seq = true, f.Epoch, f.Seq
+		}
 	case !s.hasPos:
 		s.hasPos, s.epoch, s.seq = true, f.Epoch, f.Seq
 	case !recovered:
@@ -516,10 +585,10 @@ func (c *Client) sendSubLocked(cn *conn, s *Subscription) {
 	id, _ := c.newCallLocked(cn, callSub, s)
 	s.sentOn = cn
 	var since *wire.Position
-	if s.hasPos {
+	if s.hasPos && !s.datagram {
 		since = &wire.Position{Epoch: s.epoch, Seq: s.seq}
 	}
-	cn.enqueue(appendSub(nil, id, s.topic, since))
+	cn.enqueue(appendSub(nil, id, s.topic, since, s.datagram))
 }
 
 // retrySubs sends again the subscriptions the server refused for a while.

@@ -263,7 +263,7 @@ func TestDialFallback(t *testing.T) {
 
 	_, err = sdk.Dial(ctx, dead, sdk.Config{})
 	require.Error(t, err)
-	_, err = sdk.Dial(ctx, "https://127.0.0.1:4433/wt", sdk.Config{})
+	_, err = sdk.Dial(ctx, "http://127.0.0.1:8080/ws", sdk.Config{})
 	require.ErrorIs(t, err, sdk.ErrUnsupportedURL)
 }
 

@@ -35,10 +35,25 @@ type Config struct {
 	// result is sent in a hello frame, first on the connection. An error
 	// counts as a failed attempt.
 	Token func(ctx context.Context) (string, error)
-	// Header holds extra HTTP headers for the WebSocket upgrade.
+	// Header holds extra HTTP headers for the WebSocket upgrade and the
+	// WebTransport CONNECT request.
 	Header http.Header
-	// TLSConfig is used for wss:// URLs; nil means the defaults of crypto/tls.
+	// TLSConfig is used for wss:// and WebTransport (https://) URLs; nil
+	// means the defaults of crypto/tls (the system's roots). Set RootCAs to
+	// trust a private CA. For WebTransport, NextProtos is replaced by h3.
 	TLSConfig *tls.Config
+	// CertHash, if set, pins the WebTransport server's certificate: the
+	// lower-case hex SHA-256 of its leaf certificate (DER), as GET /v1/info
+	// reports it for the server's development certificate (colons and
+	// upper case are accepted). A pinned certificate is accepted whoever
+	// signed it and whatever its names, as browsers do with
+	// serverCertificateHashes; any other certificate is refused. It does
+	// not apply to WebSocket URLs.
+	CertHash string
+	// KeepFrames sets Message.Frame, the msg frame exactly as the server
+	// sent it, for tools that pass frames on unchanged. It costs a copy of
+	// every frame.
+	KeepFrames bool
 
 	// MinBackoff and MaxBackoff bound the wait before a reconnection
 	// attempt: the n-th consecutive attempt waits a random time in
@@ -46,7 +61,8 @@ type Config struct {
 	// DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
-	// DialTimeout bounds one connection attempt (TCP, TLS, upgrade). Zero
+	// DialTimeout bounds one connection attempt (TCP, TLS and upgrade for
+	// WebSocket; QUIC, TLS, CONNECT and stream for WebTransport). Zero
 	// means DefaultDialTimeout.
 	DialTimeout time.Duration
 	// WriteTimeout bounds one write to the server; hitting it drops the
@@ -66,8 +82,9 @@ type Config struct {
 	// frame). Set it to the server's --max-message. Zero means
 	// DefaultMaxMessage; negative disables the check.
 	MaxMessage int
-	// MaxReadBytes bounds one message from the server in bytes (a server
-	// message may carry many frames). Zero means DefaultMaxReadBytes.
+	// MaxReadBytes bounds one message from the server in bytes (a
+	// WebSocket message may carry many frames; over WebTransport it bounds
+	// one line). Zero means DefaultMaxReadBytes.
 	MaxReadBytes int
 
 	// OnEvent, if set, receives the client's events (connected,
@@ -119,6 +136,11 @@ func (c *Config) validate() error {
 	if c.DialTimeout < 0 || c.WriteTimeout < 0 || c.MaxReadBytes < 0 {
 		return errors.New("topicast: DialTimeout, WriteTimeout and MaxReadBytes must not be negative")
 	}
+	if c.CertHash != "" {
+		if _, err := parseCertHash(c.CertHash); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -131,8 +153,12 @@ func checkURL(raw string) error {
 	switch u.Scheme {
 	case "ws", "wss":
 		return nil
+	case "https":
+		if u.Host == "" {
+			return fmt.Errorf("%w %q: no host", ErrUnsupportedURL, raw)
+		}
+		return nil
 	default:
-		// https://host/wt will be WebTransport.
-		return fmt.Errorf("%w %q: the scheme must be ws or wss", ErrUnsupportedURL, raw)
+		return fmt.Errorf("%w %q: the scheme must be ws, wss or https (WebTransport)", ErrUnsupportedURL, raw)
 	}
 }

@@ -103,7 +103,29 @@
 //
 // # Transports
 //
-// The client speaks WebSocket (ws:// and wss:// URLs). It is written so
-// that a WebTransport transport (https://host:4433/wt) can be added behind
-// the same Client; until then such URLs fail with ErrUnsupportedURL.
+// The client speaks WebSocket (ws:// and wss:// URLs) and WebTransport
+// over QUIC (https:// URLs, such as https://127.0.0.1:4433/wt), with the
+// same frames, guarantees and reconnection: over WebTransport they travel
+// on one bidirectional stream as NDJSON, and the server's session error
+// codes are the close codes above (a *CloseError). The client writes an
+// empty line on the stream as soon as it opens it, since a server sees a
+// stream only once data comes on it. FallbackURLs may mix both, for
+// instance WebTransport first and WebSocket for networks that block UDP.
+//
+// A server without a configured certificate makes its own (valid 10 days)
+// and reports its SHA-256 in GET /v1/info as webtransport.certHash: pass
+// it as Config.CertHash to pin it. Otherwise the certificate must chain to
+// Config.TLSConfig's roots (or the system's).
+//
+//	c, err := sdk.Dial(ctx, "https://127.0.0.1:4433/wt", sdk.Config{CertHash: info.WebTransport.CertHash})
+//
+// # Datagram subscriptions
+//
+// Over WebTransport, Subscribe(ctx, topic, handler, Datagram()) asks for
+// the topic's messages as QUIC datagrams: a lost packet is not resent, so
+// the newest value never waits behind an older one. The handler gets seqs
+// that only grow ("never older than what you have": late or repeated
+// datagrams are dropped), with gaps, without EventGap, without recovery
+// after a reconnection (the subscription goes on from the head), and
+// without exactly-once. Use it for values where only the latest matters.
 package sdk

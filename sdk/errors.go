@@ -26,7 +26,8 @@ var (
 	// message longer than Config.MaxReadBytes.
 	ErrMessageTooLarge = errors.New("topicast: message from the server too large")
 	// ErrUnsupportedURL is returned by Dial for a URL whose scheme has no
-	// transport (ws:// and wss:// are supported).
+	// transport (ws:// and wss:// for WebSocket, https:// for
+	// WebTransport are supported).
 	ErrUnsupportedURL = errors.New("topicast: unsupported URL")
 )
 

@@ -33,6 +33,12 @@ const (
 	// *CloseError with a code after which it must not reconnect (1009,
 	// 4001, 4009). Calls fail with Err from now on; call Close.
 	EventClosed
+	// EventSubscribed: the server confirmed the subscription to Topic,
+	// the first time or after a reconnection. Epoch and Seq are the topic's
+	// head then: messages after it follow (and, when Recovered is set, the
+	// missed ones before them). It comes before any message it lets
+	// through, and before the EventReset of a recovery that failed.
+	EventSubscribed
 )
 
 // Reasons of an EventReset.
@@ -61,6 +67,8 @@ func (k EventKind) String() string {
 		return "error"
 	case EventClosed:
 		return "closed"
+	case EventSubscribed:
+		return "subscribed"
 	default:
 		return fmt.Sprintf("event_%d", uint8(k))
 	}
@@ -80,6 +88,10 @@ type Event struct {
 	Seq   uint64
 	// Reason explains an EventReset.
 	Reason string
+	// Recovered is set on an EventSubscribed whose sub asked to recover
+	// (after a reconnection, or Since) when the server's history filled
+	// the gap.
+	Recovered bool
 	// Err is the cause; see each kind.
 	Err error
 }
@@ -94,6 +106,9 @@ func (e Event) String() string {
 	}
 	if e.Reason != "" {
 		s += " (" + e.Reason + ")"
+	}
+	if e.Recovered {
+		s += " (recovered)"
 	}
 	if e.Err != nil {
 		s += ": " + e.Err.Error()

@@ -216,12 +216,15 @@ func TestDeliveryStateMachine(t *testing.T) {
 	require.Equal(t, wire.CodeForbidden, e.Code)
 
 	require.Equal(t, []string{
-		"msg e1:1", "msg e1:2", "msg e1:3",
+		"subscribed e1:0", "msg e1:1", "msg e1:2", "msg e1:3",
 		"reset e2:0", "msg e2:1", "gap e2:1", "msg e2:3",
-		"reset e3:7", "msg e3:8",
-		"msg e3:9", "msg e3:10",
+		"subscribed e3:7", "reset e3:7", "msg e3:8",
+		"subscribed e3:10", "msg e3:9", "msg e3:10",
 		"subscription_ended e3:10",
 	}, rec.history())
+	subscribed := rec.eventsOf(sdk.EventSubscribed)
+	require.False(t, subscribed[1].Recovered)
+	require.True(t, subscribed[2].Recovered)
 	require.Equal(t, sdk.ResetNewEpoch, rec.eventsOf(sdk.EventReset)[0].Reason)
 	require.Equal(t, sdk.ResetNotRecovered, rec.eventsOf(sdk.EventReset)[1].Reason)
 	var ce *sdk.CloseError

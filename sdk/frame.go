@@ -20,6 +20,8 @@ type serverFrame struct {
 	Message   string `json:"message"`
 	// Data is copied out of the read buffer by encoding/json.
 	Data json.RawMessage `json:"data"`
+	// raw is a copy of a msg frame, with Config.KeepFrames.
+	raw []byte
 }
 
 // wireError returns the *wire.Error an error frame carries.
@@ -39,8 +41,9 @@ func appendCmdHead(dst []byte, op string, id uint64) []byte {
 	return dst
 }
 
-// appendSub appends a sub frame, with since when it is not nil.
-func appendSub(dst []byte, id uint64, topic string, since *wire.Position) []byte {
+// appendSub appends a sub frame, with since when it is not nil, asking for
+// datagram delivery when dgram is set.
+func appendSub(dst []byte, id uint64, topic string, since *wire.Position, dgram bool) []byte {
 	dst = appendCmdHead(dst, wire.OpSub, id)
 	dst = append(dst, `,"topic":`...)
 	dst = wire.AppendString(dst, topic)
@@ -50,6 +53,9 @@ func appendSub(dst []byte, id uint64, topic string, since *wire.Position) []byte
 		dst = append(dst, `,"seq":`...)
 		dst = strconv.AppendUint(dst, since.Seq, 10)
 		dst = append(dst, '}')
+	}
+	if dgram {
+		dst = append(dst, `,"delivery":"`+wire.DeliveryDatagram+`"`...)
 	}
 	return append(dst, '}')
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/httpapi"
 	"github.com/topicast/topicast/transport/websocket"
+	"github.com/topicast/topicast/transport/webtransport"
 )
 
 // apiKey guards the shared server's publish endpoint.
@@ -80,9 +81,15 @@ type serverOptions struct {
 type testServer struct {
 	URL   string // http://127.0.0.1:port
 	WSURL string // ws://127.0.0.1:port/ws
+	// WTURL is the WebTransport endpoint, https://127.0.0.1:port/wt, and
+	// CertHash the SHA-256 of its development certificate.
+	WTURL    string
+	CertHash string
 
 	node   *cluster.Node
 	ka     *transport.Keepalive
+	wt     *webtransport.Server
+	ws     *websocket.Handler
 	http   *http.Server
 	ln     *trackingListener
 	served chan error
@@ -120,13 +127,29 @@ func startServer(opts serverOptions) (*testServer, error) {
 	}
 	addr := inner.Addr().String()
 	ts.URL, ts.WSURL = "http://"+addr, "ws://"+addr+"/ws"
-
-	mux := http.NewServeMux()
-	mux.Handle("GET /ws", websocket.NewHandler(websocket.Config{
+	ts.wt, err = webtransport.New(webtransport.Config{
+		Addr:            "127.0.0.1:0",
 		Accept:          ts.accept,
 		MaxPendingBytes: opts.maxQueue,
 		Keepalive:       ts.ka,
-	}))
+	})
+	if err == nil {
+		err = ts.wt.Start(context.Background())
+	}
+	if err != nil {
+		_ = inner.Close()                    // the start error is the one to report
+		_ = node.Close(context.Background()) // likewise
+		return nil, err
+	}
+	ts.WTURL, ts.CertHash = ts.wt.URL(), ts.wt.CertHash()
+
+	mux := http.NewServeMux()
+	ts.ws = websocket.NewHandler(websocket.Config{
+		Accept:          ts.accept,
+		MaxPendingBytes: opts.maxQueue,
+		Keepalive:       ts.ka,
+	})
+	mux.Handle("GET /ws", ts.ws)
 	api := httpapi.New(httpapi.Config{Backend: node, Info: func() any { return nil }, APIKeys: opts.apiKeys})
 	api.Register(mux)
 	ts.http = &http.Server{
@@ -148,12 +171,13 @@ func (ts *testServer) close() error {
 	defer cancel()
 	shut := make(chan error, 1)
 	go func() { shut <- ts.http.Shutdown(ctx) }()
-	errs := []error{ts.node.Close(ctx)}
+	errs := []error{ts.node.Close(ctx), ts.wt.Close()}
 	ts.ka.Close()
 	errs = append(errs, <-shut)
 	if err := <-ts.served; !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, err)
 	}
+	errs = append(errs, ts.ws.Close())
 	return errors.Join(errs...)
 }
 
@@ -201,8 +225,8 @@ func (ts *testServer) closeSessions(d transport.Disconnect) int {
 	return len(ss)
 }
 
-// resetSessions aborts the TCP connection of every live session with a RST,
-// and returns how many.
+// resetSessions aborts the TCP connection of every live WebSocket session
+// with a RST, and returns how many.
 func (ts *testServer) resetSessions() int {
 	n := 0
 	for _, s := range ts.liveSessions() {

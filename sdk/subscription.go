@@ -21,6 +21,10 @@ type Message struct {
 	TS time.Time
 	// Data is the JSON value published, compacted. The handler owns it.
 	Data json.RawMessage
+	// Frame is the msg frame as the server sent it (one JSON object,
+	// without a newline), set only with Config.KeepFrames. The handler owns
+	// it.
+	Frame []byte
 }
 
 // SubOption configures one subscription.
@@ -32,8 +36,25 @@ type SubOption func(*Subscription)
 // an EventReset (ResetNotRecovered) and the subscription goes on live.
 func Since(epoch string, seq uint64) SubOption {
 	return func(s *Subscription) {
-		s.hasPos, s.epoch, s.seq = true, epoch, seq
+		s.since, s.hasPos, s.epoch, s.seq = true, true, epoch, seq
 	}
+}
+
+// Datagram asks for the topic's messages as WebTransport datagrams: the
+// newest value arrives without waiting for lost packets to be resent, at
+// the cost of losing some. Use it for values where only the latest
+// matters (positions, gauges). It needs a WebTransport URL (https://);
+// over WebSocket the server refuses the subscription (bad_request).
+//
+// A datagram subscription promises less than a stream one: its handler
+// gets messages in increasing seq order but not all of them, without
+// EventGap; a message never comes after a newer one (late and repeated
+// datagrams are dropped). It does not recover: after a reconnection it
+// goes on from the topic's head, and it cannot be combined with Since.
+// Messages too large for a datagram (about 1,200 bytes) come over the
+// stream, in the same order.
+func Datagram() SubOption {
+	return func(s *Subscription) { s.datagram = true }
 }
 
 // Subscription is a client's subscription to one topic. Its methods are
@@ -42,6 +63,9 @@ type Subscription struct {
 	c       *Client
 	topic   string
 	handler func(Message)
+	// datagram is set by Datagram; since by Since.
+	datagram bool
+	since    bool
 	// closed stops deliveries once Unsubscribe started.
 	closed atomic.Bool
 	// ready is closed when the server answered the first sub; readyErr is
@@ -56,6 +80,9 @@ type Subscription struct {
 	hasPos bool
 	epoch  string
 	seq    uint64
+	// prevEpoch is the epoch before the last change; late datagrams of it
+	// are dropped.
+	prevEpoch string
 	// sentOn is the connection the last sub went on; activeOn is the one
 	// whose server confirmed it (deliveries from others are dropped).
 	sentOn   *conn
@@ -106,6 +133,9 @@ func (c *Client) Subscribe(ctx context.Context, topic string, handler func(Messa
 	s := &Subscription{c: c, topic: topic, handler: handler, ready: make(chan struct{})}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.datagram && s.since {
+		return nil, errors.New("topicast: a Datagram subscription cannot recover: Since and Datagram do not combine")
 	}
 	c.mu.Lock()
 	if c.err != nil {

@@ -18,10 +18,9 @@ import (
 	"github.com/topicast/topicast/transport/wire"
 )
 
-// transportDialer opens connections of one transport. WebSocket (ws://,
-// wss://) is the only one today; a WebTransport dialer for https://.../wt
-// URLs implements the same interface (one bidirectional stream of NDJSON
-// frames) and is picked by dialerFor.
+// transportDialer opens connections of one transport: WebSocket (ws://,
+// wss://) or WebTransport (https://, one bidirectional stream of NDJSON
+// frames). dialerFor picks it by the URL's scheme.
 type transportDialer interface {
 	dial(ctx context.Context, url string) (transportConn, error)
 }
@@ -45,6 +44,17 @@ type transportConn interface {
 	abort()
 }
 
+// datagramReader is a transportConn that also receives datagrams
+// (WebTransport). readDatagram is called by one goroutine, concurrently
+// with the other methods.
+type datagramReader interface {
+	transportConn
+	// readDatagram blocks for the next datagram, one msg frame without a
+	// newline; the slice is the caller's. It fails once the connection is
+	// aborted or closed.
+	readDatagram() ([]byte, error)
+}
+
 // dialerFor returns the dialer of rawURL's scheme.
 func (c *Client) dialerFor(rawURL string) (transportDialer, error) {
 	u, err := url.Parse(rawURL)
@@ -54,6 +64,8 @@ func (c *Client) dialerFor(rawURL string) (transportDialer, error) {
 	switch u.Scheme {
 	case "ws", "wss":
 		return c.ws, nil
+	case "https":
+		return c.wt, nil
 	default:
 		return nil, fmt.Errorf("%w %q", ErrUnsupportedURL, rawURL)
 	}

@@ -100,10 +100,11 @@ func (o *Outbound) Write(frame []byte) error {
 		o.mu.Unlock()
 		return ErrClosed
 	}
+	before := o.bytes
 	o.queue = append(o.queue, frame)
 	o.bytes += len(frame)
 	pendingTotal.Add(int64(len(frame)))
-	return o.queuedLocked()
+	return o.queuedLocked(before)
 }
 
 // WriteMany queues frames in order; see Session.WriteMany.
@@ -113,6 +114,7 @@ func (o *Outbound) WriteMany(frames [][]byte) error {
 		o.mu.Unlock()
 		return ErrClosed
 	}
+	before := o.bytes
 	o.queue = append(o.queue, frames...)
 	n := 0
 	for _, f := range frames {
@@ -120,7 +122,7 @@ func (o *Outbound) WriteMany(frames [][]byte) error {
 	}
 	o.bytes += n
 	pendingTotal.Add(int64(n))
-	return o.queuedLocked()
+	return o.queuedLocked(before)
 }
 
 // WriteBacklog queues frames without counting them against the bound; see
@@ -132,12 +134,15 @@ func (o *Outbound) WriteBacklog(frames [][]byte) error {
 		return ErrClosed
 	}
 	o.queue = append(o.queue, frames...)
-	return o.queuedLocked()
+	return o.queuedLocked(o.bytes)
 }
 
-// queuedLocked starts the writer if needed and unlocks o.mu.
-func (o *Outbound) queuedLocked() error {
-	if o.bytes > o.maxBytes {
+// queuedLocked starts the writer if needed and unlocks o.mu. before is what
+// was queued ahead of the frames just added: a client is too slow when frames
+// wait behind others over the bound, not when one batch (a large publish) is
+// bigger than the bound on its own.
+func (o *Outbound) queuedLocked(before int) error {
+	if before > 0 && o.bytes > o.maxBytes {
 		o.closeLocked(DisconnectSlow)
 		o.mu.Unlock()
 		return DisconnectSlow

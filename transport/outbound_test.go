@@ -229,3 +229,16 @@ func TestKeepalivePingsBusySessionsWhoseClientIsQuiet(t *testing.T) {
 	o.Close(DisconnectNormal)
 	o.Wait()
 }
+
+func TestOutboundOneBatchLargerThanTheBoundIsNotSlow(t *testing.T) {
+	c := newFakeConn()
+	var o Outbound
+	o.Init(c, OutboundConfig{MaxPendingBytes: 100})
+	big := [][]byte{make([]byte, 80), make([]byte, 80)}
+	require.NoError(t, o.WriteMany(big), "a batch over the bound on an empty queue is delivered")
+	o.Close(DisconnectNormal)
+	o.Wait()
+	batches, closed, _ := c.snapshot()
+	require.Len(t, batches, 1)
+	require.Equal(t, wire.CloseNormal, closed.Code)
+}

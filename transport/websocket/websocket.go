@@ -111,6 +111,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ahead, _ := rw.Reader.Peek(n) // n bytes are buffered: Peek cannot fail
 		s.ahead = bytes.Clone(ahead)
 	}
+	// The first reader owns the session from the start: a write that fails
+	// before it runs must not end a session that has no handler yet.
+	s.reading.Store(true)
 	s.Init(s, transport.OutboundConfig{MaxPendingBytes: h.cfg.MaxPendingBytes, Keepalive: h.cfg.Keepalive})
 	s.handler = h.cfg.Accept(s)
 	if h.poller != nil {
@@ -118,7 +121,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// A first pass reads what came with the upgrade and arms the
 			// poller; after that a goroutine exists only while the client
 			// has sent something.
-			go s.readReady()
+			go s.readPass()
 			return
 		}
 	}
@@ -150,6 +153,10 @@ type session struct {
 	pollID  uint64 // the session's key in the poller; 0 when not polled
 	poller  *poller
 	endOnce sync.Once
+	// reading is held by whoever reads the connection or ends the
+	// session: a reader pass, or the writer's side when the connection
+	// broke while no reader ran (a closed fd gets no epoll event).
+	reading atomic.Bool
 
 	// wmu serializes writes: the Outbound's writer and the reader's control
 	// replies (pong).
@@ -217,11 +224,24 @@ func (s *session) WriteClose(d transport.Disconnect) {
 	_ = s.conn.SetReadDeadline(time.Now().Add(closeTimeout))
 	// A polled session has no reader waiting for the deadline: end it
 	// ourselves if the client does not answer in time.
-	time.AfterFunc(closeTimeout, func() { s.end(context.Cause(s.Context())) })
+	time.AfterFunc(closeTimeout, func() { s.endUnlessReading(context.Cause(s.Context())) })
 }
 
 // Abort closes the connection without a close frame.
-func (s *session) Abort() { _ = s.conn.Close() }
+func (s *session) Abort() {
+	_ = s.conn.Close()
+	go s.endUnlessReading(nil)
+}
+
+// endUnlessReading ends the session if no reader runs; a running reader
+// fails on the closed connection and ends it itself, after its last frame.
+func (s *session) endUnlessReading(cause error) {
+	if s.reading.CompareAndSwap(false, true) {
+		s.end(cause)
+		return
+	}
+	_ = s.conn.Close()
+}
 
 func (s *session) writeControl(op ws.OpCode, payload []byte) error {
 	frame := append(appendHeader(make([]byte, 0, 2+len(payload)), op, len(payload)), payload...)
@@ -267,6 +287,14 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 409
 // readReady reads every frame the client has sent, then arms the poller
 // again; it ends the session when the connection does.
 func (s *session) readReady() {
+	if !s.reading.CompareAndSwap(false, true) {
+		return // the session is ending
+	}
+	s.readPass()
+}
+
+// readPass is readReady for a caller that holds s.reading.
+func (s *session) readPass() {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(s)
 	for {
@@ -282,8 +310,10 @@ func (s *session) readReady() {
 	}
 	br.Reset(nil)
 	readerPool.Put(br)
+	s.reading.Store(false)
 	if err := s.poller.arm(s); err != nil {
-		s.end(s.readFailed(err))
+		// The connection closed meanwhile: whoever holds reading ends it.
+		s.endUnlessReading(s.readFailed(err))
 	}
 }
 

@@ -261,3 +261,31 @@ func readFrame(r io.Reader) (ws.Frame, error) {
 	_, err = io.ReadFull(r, payload)
 	return ws.Frame{Header: h, Payload: payload}, err
 }
+
+// TestPeerVanishingWhileServerWritesEndsSession: when the client goes while
+// the server writes and no reader runs, the write fails and closes the
+// connection, which epoll never reports: the session must still end.
+func TestPeerVanishingWhileServerWritesEndsSession(t *testing.T) {
+	rec, url := start(t, Config{})
+	frame := bytes.Repeat([]byte("x"), 1000)
+	for round := range 50 {
+		conn, _ := dial(t, url)
+		s := <-rec.sessions
+		for range 100 {
+			require.NoError(t, s.Write(frame))
+		}
+		_, err := readMessage(t, conn)
+		require.NoError(t, err)
+		// A reset, not a FIN: the server's next write fails at once.
+		require.NoError(t, conn.(*net.TCPConn).SetLinger(0))
+		require.NoError(t, conn.Close())
+		for i := 0; i < 1000 && s.Write(frame) == nil; i++ {
+			time.Sleep(100 * time.Microsecond)
+		}
+		select {
+		case <-rec.closed:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: the session did not end after its peer left", round)
+		}
+	}
+}

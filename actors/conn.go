@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -117,6 +118,12 @@ type connHandler struct {
 	root    *actor.RootContext
 	pid     *actor.PID
 	maxData int
+
+	// Set by attach before the first frame; owned by the reader after.
+	guard   *Guard
+	sess    transport.Session
+	limiter *commandLimiter // nil: no rate limit
+	flooded bool            // closed for too many commands: drop the rest
 }
 
 type sessionClosed struct{ err error }
@@ -124,7 +131,13 @@ type sessionClosed struct{ err error }
 type badFrame struct{ err *wire.Error }
 
 func (h *connHandler) HandleFrame(frame []byte) {
+	if h.flooded {
+		return
+	}
 	cmd, err := wire.DecodeCommand(frame, h.maxData)
+	if h.limiter != nil && !h.allow(cmd, err) {
+		return
+	}
 	if err != nil {
 		h.root.Send(h.pid, &badFrame{err: wire.AsError(err)})
 		return
@@ -132,7 +145,36 @@ func (h *connHandler) HandleFrame(frame []byte) {
 	h.root.Send(h.pid, cmd)
 }
 
-func (h *connHandler) HandleClosed(err error) { h.root.Send(h.pid, &sessionClosed{err: err}) }
+func (h *connHandler) HandleClosed(err error) {
+	h.root.Send(h.pid, &sessionClosed{err: err})
+	if h.guard != nil {
+		h.guard.release()
+	}
+}
+
+// allow meters one command (decoded as cmd, or failed with err): over the
+// rate it answers rate_limited, and closes with 4029 a client that keeps
+// going.
+func (h *connHandler) allow(cmd *wire.Command, err error) bool {
+	ok, flood := h.limiter.allow(time.Now())
+	switch {
+	case ok:
+		return true
+	case flood:
+		h.flooded = true
+		h.sess.Close(DisconnectFlood)
+	default:
+		var id uint64
+		if cmd != nil {
+			id = cmd.ID
+		} else {
+			id = wire.AsError(err).ID
+		}
+		_ = h.sess.Write(wire.AppendError(nil, &wire.Error{Code: wire.CodeRateLimited, ID: id,
+			Message: "too many commands, slow down"})) // a closed session needs no error
+	}
+	return false
+}
 
 // connActor is one client session: its subscriptions and its commands.
 type connActor struct {
@@ -142,6 +184,8 @@ type connActor struct {
 	// subs maps each subscribed topic to whether it is a datagram one.
 	subs   map[string]bool
 	closed bool
+	// auth holds the token and limits of the guard, if any.
+	auth connAuth
 }
 
 func (a *connActor) Receive(c actor.Context) {
@@ -154,6 +198,18 @@ func (a *connActor) Receive(c actor.Context) {
 		delete(a.subs, msg.Topic)
 	case *sessionClosed:
 		a.onSessionClosed(c, msg)
+	case *guardAttached:
+		a.onGuardAttached(c, msg)
+	case *helloTimeout:
+		a.onHelloTimeout()
+	case *tokenExpired:
+		a.onTokenExpired(msg)
+	case *actor.Touched:
+		a.onRelayDone(c, msg.Who)
+	case *actor.Terminated:
+		a.onRelayDone(c, msg.Who)
+	case *actor.Stopped:
+		a.auth.stopTimers()
 	}
 }
 
@@ -166,15 +222,22 @@ func (a *connActor) fail(id uint64, code wire.ErrorCode, msg string) {
 }
 
 func (a *connActor) onBadFrame(msg *badFrame) {
+	if a.closed {
+		return
+	}
 	if errors.Is(msg.err, wire.ErrMalformed) {
 		a.sess.Close(transport.Disconnect{Code: wire.CloseProtocolError, Reason: "malformed frame"})
+		return
+	}
+	if a.auth.awaitingHello {
+		a.sess.Close(DisconnectHelloFirst)
 		return
 	}
 	a.write(wire.AppendError(nil, msg.err))
 }
 
 func (a *connActor) onCommand(c actor.Context, cmd *wire.Command) {
-	if a.closed {
+	if a.closed || !a.gate(c, cmd) {
 		return
 	}
 	switch cmd.Op {
@@ -195,6 +258,14 @@ func (a *connActor) onCommand(c actor.Context, cmd *wire.Command) {
 func (a *connActor) onSub(cmd *wire.Command) {
 	if _, ok := a.subs[cmd.Topic]; ok {
 		a.fail(cmd.ID, wire.CodeBadRequest, "already subscribed to "+cmd.Topic)
+		return
+	}
+	if !a.auth.allowSub(cmd.Topic) {
+		a.fail(cmd.ID, wire.CodeForbidden, "the token does not allow subscribing to "+cmd.Topic)
+		return
+	}
+	if n := a.auth.maxSubs(); n > 0 && len(a.subs) >= n {
+		a.fail(cmd.ID, wire.CodeBadRequest, "too many subscriptions: at most "+strconv.Itoa(n)+" per connection")
 		return
 	}
 	if cmd.Datagram {
@@ -221,6 +292,10 @@ func (a *connActor) onUnsub(cmd *wire.Command) {
 func (a *connActor) onPub(c actor.Context, cmd *wire.Command) {
 	if wire.IsSystemTopic(cmd.Topic) {
 		a.fail(cmd.ID, wire.CodeForbidden, "only the server publishes to "+wire.SystemPrefix+" topics")
+		return
+	}
+	if !a.auth.allowPub(cmd.Topic) {
+		a.fail(cmd.ID, wire.CodeForbidden, "the token does not allow publishing to "+cmd.Topic)
 		return
 	}
 	req := &actorpb.PublishRequest{Topic: cmd.Topic, Items: []*actorpb.PublishItem{{Data: cmd.Data}}}

@@ -4,6 +4,7 @@
 //	topicast pub [flags] TOPIC JSON   publish one message
 //	topicast sub [flags] TOPIC...     print the messages of topics
 //	topicast bench [flags]            measure a server under load
+//	topicast token [flags]            print a client token
 //
 // Run "topicast COMMAND -h" for a command's flags. Flags and configuration are
 // parsed here only; the packages below take Config structs.
@@ -59,6 +60,7 @@ Usage:
   topicast pub [flags] TOPIC JSON   publish one message
   topicast sub [flags] TOPIC...     print the messages of topics
   topicast bench [flags]            measure a server under load
+  topicast token [flags]            print a client token (JWT) for --token-secret
 
 Run "topicast COMMAND -h" for the flags of a command.
 `
@@ -85,6 +87,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runSub(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "token":
+		return runToken(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

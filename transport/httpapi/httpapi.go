@@ -7,11 +7,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/topicast/topicast/transport"
+	"github.com/topicast/topicast/transport/auth"
 	"github.com/topicast/topicast/transport/wire"
 )
 
@@ -28,6 +31,10 @@ const (
 	DefaultMaxBody      = 16 << 20
 	DefaultHistoryLimit = 100
 	MaxHistoryLimit     = 1000
+	// DefaultPublishRate is the messages per second one API key may
+	// publish; DefaultPublishBurst how many at once.
+	DefaultPublishRate  = 10000
+	DefaultPublishBurst = 10000
 )
 
 // Config configures the handlers.
@@ -38,6 +45,19 @@ type Config struct {
 	// APIKeys, if any, guard POST /v1/publish: a request needs
 	// "Authorization: Bearer <one of them>".
 	APIKeys []string
+	// PublishRate bounds publishing in messages per second per API key
+	// (one budget for all publishers when there are no keys): over it,
+	// POST /v1/publish answers 429 with Retry-After. Zero means
+	// DefaultPublishRate; negative means no limit.
+	PublishRate float64
+	// PublishBurst is how many messages a key may publish at once; a batch
+	// larger than what is left passes when the key is not in debt, and
+	// later ones wait for the debt. Zero means DefaultPublishBurst.
+	PublishBurst int
+	// AuthorizeClient, if set, checks the client token of GET /v1/history
+	// (?token= or Authorization: Bearer) for its topic; its *wire.Error
+	// is the answer (401 unauthorized, 403 forbidden).
+	AuthorizeClient func(r *http.Request, topics []string) error
 	// Origins decides CORS answers; nil allows only requests without
 	// Origin and the server's own and localhost origins.
 	Origins *transport.OriginPolicy
@@ -45,12 +65,22 @@ type Config struct {
 	MaxMessage int
 	// MaxBody bounds a publish body in bytes. Zero means DefaultMaxBody.
 	MaxBody int64
-	Logger  *slog.Logger
+	// MaxBacklog is the delivery backlog (bytes queued for clients and not
+	// yet written, transport.PendingBytes) above which a publish waits, up
+	// to BacklogWait, before it is handed to the topic: an overloaded node
+	// slows its publishers instead of queueing without end. Zero means
+	// DefaultMaxBacklog; negative disables the wait.
+	MaxBacklog int64
+	// BacklogWait bounds that wait; past it the publish answers 503
+	// unavailable. Zero means DefaultBacklogWait.
+	BacklogWait time.Duration
+	Logger      *slog.Logger
 }
 
 // API serves the HTTP endpoints.
 type API struct {
-	cfg Config
+	cfg     Config
+	limiter *auth.Limiter // nil: no publish rate limit
 }
 
 // New returns the API with cfg's defaults applied.
@@ -61,13 +91,25 @@ func New(cfg Config) *API {
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = max(DefaultMaxBody, int64(cfg.MaxMessage)*2)
 	}
+	if cfg.MaxBacklog == 0 {
+		cfg.MaxBacklog = DefaultMaxBacklog
+	}
+	if cfg.BacklogWait == 0 {
+		cfg.BacklogWait = DefaultBacklogWait
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Origins == nil {
 		cfg.Origins = transport.NewOriginPolicy(nil)
 	}
-	return &API{cfg: cfg}
+	if cfg.PublishRate == 0 {
+		cfg.PublishRate = DefaultPublishRate
+	}
+	if cfg.PublishBurst == 0 {
+		cfg.PublishBurst = DefaultPublishBurst
+	}
+	return &API{cfg: cfg, limiter: auth.NewLimiter(cfg.PublishRate, cfg.PublishBurst)}
 }
 
 // Register adds the endpoints to mux.
@@ -114,6 +156,36 @@ func (a *API) CORS(next http.Handler) http.Handler {
 	})
 }
 
+// Defaults of the publish backpressure.
+const (
+	DefaultMaxBacklog  = 32 << 20
+	DefaultBacklogWait = 5 * time.Second
+	backlogPoll        = time.Millisecond
+)
+
+// waitForBacklog holds a publish while the node's delivery backlog is over
+// MaxBacklog: publishers then go at the speed the node delivers, as with a
+// server that writes synchronously, while topics and connections never wait.
+func (a *API) waitForBacklog(ctx context.Context) error {
+	if a.cfg.MaxBacklog < 0 || transport.PendingBytes() <= a.cfg.MaxBacklog {
+		return nil
+	}
+	deadline := time.Now().Add(a.cfg.BacklogWait)
+	t := time.NewTicker(backlogPoll)
+	defer t.Stop()
+	for transport.PendingBytes() > a.cfg.MaxBacklog {
+		if time.Now().After(deadline) {
+			return wire.Errorf(wire.CodeUnavailable, "the node is behind on deliveries, try again")
+		}
+		select {
+		case <-ctx.Done():
+			return wire.Errorf(wire.CodeUnavailable, "publish cancelled while the node was behind")
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
 // WriteError answers err as {"error":{"code","message"}} with its status.
 func WriteError(w http.ResponseWriter, err error) {
 	e := wire.AsError(err)
@@ -127,27 +199,36 @@ func writeJSON(w http.ResponseWriter, body []byte) {
 	_, _ = w.Write(body) // the client may be gone; nothing to do about it
 }
 
-func (a *API) authorizePublish(r *http.Request) error {
+// authorizePublish checks the API key and returns the name of its rate
+// budget.
+func (a *API) authorizePublish(r *http.Request) (string, error) {
 	if len(a.cfg.APIKeys) == 0 {
-		return nil
+		return "", nil
 	}
 	auth := r.Header.Get("Authorization")
 	key, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || key == "" {
-		return wire.Errorf(wire.CodeUnauthorized, "publishing needs Authorization: Bearer <api key>")
+		return "", wire.Errorf(wire.CodeUnauthorized, "publishing needs Authorization: Bearer <api key>")
 	}
-	found := 0
-	for _, k := range a.cfg.APIKeys {
-		found |= subtle.ConstantTimeCompare([]byte(k), []byte(key))
+	found, which := 0, 0
+	for i, k := range a.cfg.APIKeys {
+		eq := subtle.ConstantTimeCompare([]byte(k), []byte(key))
+		which = subtle.ConstantTimeSelect(eq, i, which)
+		found |= eq
 	}
 	if found == 0 {
-		return wire.Errorf(wire.CodeForbidden, "the api key is not valid")
+		return "", wire.Errorf(wire.CodeForbidden, "the api key is not valid")
 	}
-	return nil
+	return strconv.Itoa(which), nil
 }
 
 func (a *API) publish(w http.ResponseWriter, r *http.Request) {
-	if err := a.authorizePublish(r); err != nil {
+	budget, err := a.authorizePublish(r)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	if err := a.waitForBacklog(r.Context()); err != nil {
 		WriteError(w, err)
 		return
 	}
@@ -164,6 +245,11 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	items, batch, err := wire.DecodePublishBody(body, a.cfg.MaxMessage, false)
 	if err != nil {
 		WriteError(w, err)
+		return
+	}
+	if wait := a.limiter.Reserve(budget, len(items)); wait > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
+		WriteError(w, wire.Errorf(wire.CodeRateLimited, "over %g messages per second for this api key, retry later", a.cfg.PublishRate))
 		return
 	}
 	results, err := a.cfg.Backend.Publish(r.Context(), items)
@@ -192,6 +278,12 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 	if err := wire.ValidateTopic(topic); err != nil {
 		WriteError(w, err)
 		return
+	}
+	if a.cfg.AuthorizeClient != nil {
+		if err := a.cfg.AuthorizeClient(r, []string{topic}); err != nil {
+			WriteError(w, err)
+			return
+		}
 	}
 	var since uint64
 	if s := q.Get("since"); s != "" {

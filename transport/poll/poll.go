@@ -46,6 +46,10 @@ type Config struct {
 	// 403). Nil allows every origin. Requests without Origin are always
 	// allowed.
 	CheckOrigin func(r *http.Request) bool
+	// Authorize, if set, checks the client's token (?token= or
+	// Authorization: Bearer) for the topics; its *wire.Error is the answer
+	// (401 unauthorized, 403 forbidden).
+	Authorize func(r *http.Request, topics []string) error
 	// MaxTopics is the most topics one poll names. Zero means
 	// DefaultMaxTopics.
 	MaxTopics int
@@ -117,6 +121,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if h.cfg.Authorize != nil {
+		if err := h.cfg.Authorize(r, topics); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	timeout, err := h.parseTimeout(q.Get("timeout"))
 	if err != nil {

@@ -33,6 +33,10 @@ type Config struct {
 	// (others get 403). Nil allows every origin. Requests without Origin are
 	// always allowed.
 	CheckOrigin func(r *http.Request) bool
+	// Authorize, if set, checks the client's token (?token= or
+	// Authorization: Bearer) for the topics before the stream starts; its
+	// *wire.Error is the answer (401 unauthorized, 403 forbidden).
+	Authorize func(r *http.Request, topics []string) error
 	// MaxTopics is the most topics one stream subscribes to. Zero means
 	// DefaultMaxTopics.
 	MaxTopics int
@@ -94,6 +98,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if h.cfg.Authorize != nil {
+		if err := h.cfg.Authorize(r, topics); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	// A browser that reconnects sends Last-Event-ID with the URL it first
 	// opened, cursor= included: the header is the newer position.

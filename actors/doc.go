@@ -20,6 +20,22 @@
 // adds a connection when the response arrives gives it the missed messages
 // and then the live ones with no gap and no duplicate.
 //
+// A relay's subscribers share one position, (epoch, last seq). When the topic
+// actor stops (the relay watches it), moves after a topology change
+// (TopologyChanged), or sends a delivery that does not follow the position,
+// the relay joins again with that position (a rejoin, tied to no
+// connection). The answer brings every subscriber to the head: with the
+// missed messages when the topic still has them (a topic re-activated from a
+// durable HistoryStore keeps its epoch), else with a reset frame. Never a
+// silent gap, never a duplicate.
+//
+// # Durable state
+//
+// A topic actor keeps its epoch, seq, history and idempotency keys through
+// a HistoryStore: MemoryStore (the default) keeps them in the actor only;
+// cluster/redisstore keeps them in Redis, written before each batch is
+// delivered and answered, and fences out stale activations.
+//
 // # Concurrency
 //
 // Actors keep their state private and never block. Relays (the registry of a

@@ -1,5 +1,7 @@
 package actors
 
+import "github.com/topicast/topicast/transport"
+
 // entry is one retained message.
 type entry struct {
 	seq   uint64
@@ -44,6 +46,7 @@ func (h *history) push(e entry) {
 	}
 	h.buf[(h.head+h.count)%len(h.buf)] = e
 	h.count++
+	transport.Metrics.HistoryMessages.Add(1)
 }
 
 // dropOlder removes entries published before cutoff (Unix nanoseconds).
@@ -52,6 +55,7 @@ func (h *history) dropOlder(cutoff int64) {
 		*h.oldest() = entry{}
 		h.head = (h.head + 1) % len(h.buf)
 		h.count--
+		transport.Metrics.HistoryMessages.Add(-1)
 	}
 	if h.count == 0 && len(h.buf) > 8 {
 		h.buf, h.head = nil, 0 // release an idle topic's memory

@@ -51,6 +51,14 @@ type SubscribeFailed struct{ Topic string }
 // joinRetry fires when a join has waited too long.
 type joinRetry struct{ tag uint64 }
 
+// topicResolved carries the result of a lookup made off the relay's
+// goroutine.
+type topicResolved struct {
+	gen uint64
+	pid *actor.PID
+	err error
+}
+
 // Relays is a node's registry of relay actors, one per topic with local
 // subscribers. It is goroutine-safe.
 //
@@ -88,8 +96,9 @@ func NewRelays(system *actor.ActorSystem, router TopicRouter, cfg RelayConfig) *
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Relays{system: system, m: make(map[string]*relayEntry)}
+	cr, _ := router.(ClusterRouter)
 	r.props = actor.PropsFromProducer(func() actor.Actor {
-		return &relayActor{relays: r, router: router, cfg: cfg}
+		return &relayActor{relays: r, router: router, cluster: cr, cfg: cfg}
 	})
 	return r
 }
@@ -116,6 +125,15 @@ func (r *Relays) send(topic string, msg any) {
 	r.system.Root.Send(e.pid, msg)
 }
 
+// Broadcast sends msg to every live relay (TopologyChanged, for one).
+func (r *Relays) Broadcast(msg any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.m {
+		r.system.Root.Send(e.pid, msg)
+	}
+}
+
 // tryRemove unregisters the relay if it has handled every message sent to
 // it, in which case it may stop.
 func (r *Relays) tryRemove(topic string, pid *actor.PID, handled uint64) bool {
@@ -136,28 +154,48 @@ type relaySub struct {
 	datagram bool
 }
 
+// pendingJoin is a join in flight: for a connection, or (conn nil) the
+// relay's own rejoin.
 type pendingJoin struct {
 	sub      relaySub
 	id       uint64
 	since    *wire.Position
 	attempts int
 	timer    *time.Timer
+	waiting  bool // not sent yet: the topic's actor is being looked up
 }
 
 // relayActor hands a topic's deliveries to the node's subscribed sessions.
+//
+// Its subscribers share one position, (epoch, lastSeq): each of them has
+// been written every message of epoch up to lastSeq. The relay keeps it
+// gapless: a delivery that does not follow it, a stopped topic actor, or a
+// topology change that moves the topic makes the relay join again with its
+// position (a rejoin), and the answer either fills the gap (recovered) or
+// tells every subscriber with a reset frame. Never a silent gap, never a
+// duplicate.
 type relayActor struct {
-	relays *Relays
-	router TopicRouter
-	cfg    RelayConfig
+	relays  *Relays
+	router  TopicRouter
+	cluster ClusterRouter // router, when it is one
+	cfg     RelayConfig
 
 	topic   string
 	handled uint64 // messages counted by Relays.send that this relay handled
 	subs    []relaySub
-	pending map[uint64]*pendingJoin
+	pending map[uint64]*pendingJoin // by the tag of its latest send
 	nextTag uint64
-	topicID *actor.PID // the topic actor the relay joined last
+
+	// The subscribers' position; hasPos once a join was answered.
 	epoch   string
 	lastSeq uint64
+	hasPos  bool
+
+	registered *actor.PID // the activation that answered the latest join; watched
+	regTag     uint64     // the tag of that join
+	target     *actor.PID // where joins go; nil until looked up
+	resolving  bool
+	gen        uint64 // bumps when target is dropped, to ignore older lookups
 }
 
 func (a *relayActor) Receive(c actor.Context) {
@@ -172,15 +210,26 @@ func (a *relayActor) Receive(c actor.Context) {
 		a.handled++
 		a.onUnsubscribe(c, msg)
 	case *actorpb.Delivery:
-		a.onDelivery(msg)
+		a.onDelivery(c, msg)
 	case *actorpb.JoinResponse:
 		a.onJoined(c, msg)
 	case *joinRetry:
 		a.onJoinRetry(c, msg)
+	case *topicResolved:
+		a.onResolved(c, msg)
+	case *TopologyChanged:
+		a.onTopologyChanged(c)
+	case *actor.Terminated:
+		if a.registered != nil && msg.Who.Equal(a.registered) {
+			// The topic actor stopped (it moved, passivated, was fenced out,
+			// or its node died): join wherever it lives now.
+			a.registered = nil
+			a.moved(c, msg.Who)
+		}
 	case *actor.DeadLetterResponse:
-		// A join reached a topic actor that had stopped: ask again at once.
-		for tag := range a.pending {
-			a.onJoinRetry(c, &joinRetry{tag: tag})
+		// A join reached no actor: look the topic up again and resend.
+		if msg.Target == nil || a.target == nil || msg.Target.Equal(a.target) {
+			a.moved(c, a.target)
 		}
 	case *actor.Stopped:
 		for _, p := range a.pending {
@@ -190,34 +239,155 @@ func (a *relayActor) Receive(c actor.Context) {
 }
 
 func (a *relayActor) onSubscribe(c actor.Context, msg *relaySubscribe) {
-	a.nextTag++
 	p := &pendingJoin{sub: relaySub{conn: msg.conn, datagram: msg.datagram}, id: msg.id, since: msg.since}
-	a.pending[a.nextTag] = p
-	a.sendJoin(c, a.nextTag, p)
+	a.sendJoin(c, p)
 }
 
-func (a *relayActor) sendJoin(c actor.Context, tag uint64, p *pendingJoin) {
-	p.attempts++
-	req := &actorpb.JoinRequest{Topic: a.topic, Relay: c.Self(), Tag: tag}
-	if p.since != nil {
-		req.Since = &actorpb.Position{Epoch: p.since.Epoch, Seq: p.since.Seq}
+// requestRejoin starts the relay's own join, unless one is in flight.
+func (a *relayActor) requestRejoin(c actor.Context) {
+	for _, p := range a.pending {
+		if p.sub.conn == nil {
+			return
+		}
 	}
+	a.sendJoin(c, &pendingJoin{})
+}
+
+// sendJoin (re)sends p's join under a fresh tag: an answer to an older send
+// is then recognized as stale.
+func (a *relayActor) sendJoin(c actor.Context, p *pendingJoin) {
+	for tag, q := range a.pending {
+		if q == p {
+			delete(a.pending, tag)
+		}
+	}
+	a.nextTag++
+	tag := a.nextTag
+	a.pending[tag] = p
+	p.attempts++
 	if p.timer != nil {
 		p.timer.Stop()
 	}
 	self, root := c.Self(), c.ActorSystem().Root
 	p.timer = time.AfterFunc(a.cfg.JoinTimeout, func() { root.Send(self, &joinRetry{tag: tag}) })
-	pid, err := a.router.TopicPID(a.topic)
-	if err != nil {
-		return // the timer retries
+	pid := a.targetPID(c)
+	if pid == nil {
+		p.waiting = true // sent once the lookup answers, or retried by the timer
+		return
 	}
-	a.topicID = pid
-	c.Request(pid, req)
+	p.waiting = false
+	c.Request(pid, a.joinRequest(c, tag, p))
+}
+
+func (a *relayActor) joinRequest(c actor.Context, tag uint64, p *pendingJoin) *actorpb.JoinRequest {
+	req := &actorpb.JoinRequest{Topic: a.topic, Relay: c.Self(), Tag: tag, Rejoin: p.sub.conn == nil}
+	if p.since != nil {
+		req.Since = &actorpb.Position{Epoch: p.since.Epoch, Seq: p.since.Seq}
+	}
+	if a.hasPos && len(a.subs) > 0 {
+		req.RelaySince = &actorpb.Position{Epoch: a.epoch, Seq: a.lastSeq}
+	}
+	return req
+}
+
+// targetPID returns where joins go, or nil while it is being looked up.
+func (a *relayActor) targetPID(c actor.Context) *actor.PID {
+	if a.target != nil {
+		return a.target
+	}
+	if a.cluster == nil {
+		pid, err := a.router.TopicPID(a.topic) // local: does not block
+		if err != nil {
+			return nil
+		}
+		a.target = pid
+		return pid
+	}
+	if pid, ok := a.cluster.CachedTopicPID(a.topic); ok {
+		a.target = pid
+		return pid
+	}
+	if !a.resolving {
+		a.resolving = true
+		gen, topic, router := a.gen, a.topic, a.cluster
+		self, root := c.Self(), c.ActorSystem().Root
+		// The lookup may wait for a member to answer: never on the relay's
+		// goroutine. It ends within the cluster's request timeout.
+		go func() {
+			pid, err := router.TopicPID(topic)
+			root.Send(self, &topicResolved{gen: gen, pid: pid, err: err})
+		}()
+	}
+	return nil
+}
+
+func (a *relayActor) onResolved(c actor.Context, msg *topicResolved) {
+	if msg.gen != a.gen {
+		return
+	}
+	a.resolving = false
+	if msg.err != nil || msg.pid == nil {
+		return // the joins' timers retry
+	}
+	a.target = msg.pid
+	for tag, p := range a.pending {
+		if p.waiting {
+			p.waiting = false
+			c.Request(msg.pid, a.joinRequest(c, tag, p))
+		}
+	}
+}
+
+// moved drops the join target (old, if known, is forgotten by the lookup),
+// and sends every join again; with subscribers, the relay rejoins.
+func (a *relayActor) moved(c actor.Context, old *actor.PID) {
+	if old != nil && a.cluster != nil {
+		a.cluster.ForgetTopicPID(a.topic, old)
+	}
+	a.target = nil
+	a.resolving = false
+	a.gen++
+	resend := make([]*pendingJoin, 0, len(a.pending))
+	for _, p := range a.pending {
+		resend = append(resend, p)
+	}
+	for _, p := range resend {
+		a.sendJoin(c, p)
+	}
+	if len(a.subs) > 0 {
+		a.requestRejoin(c)
+	}
+}
+
+func (a *relayActor) onTopologyChanged(c actor.Context) {
+	if a.cluster == nil {
+		return
+	}
+	owner := a.cluster.TopicOwner(a.topic)
+	cur := a.registered
+	if cur == nil {
+		cur = a.target
+	}
+	if cur == nil || owner == "" || owner == cur.Address {
+		return
+	}
+	a.moved(c, cur)
 }
 
 func (a *relayActor) onJoinRetry(c actor.Context, msg *joinRetry) {
 	p := a.pending[msg.tag]
 	if p == nil {
+		return
+	}
+	if p.sub.conn == nil {
+		// The relay's own rejoin retries as long as it has subscribers.
+		if len(a.subs) == 0 {
+			delete(a.pending, msg.tag)
+			a.maybeStop(c)
+			return
+		}
+		a.forgetTarget()
+		a.sendJoin(c, p)
 		return
 	}
 	if p.attempts >= joinAttempts {
@@ -229,21 +399,65 @@ func (a *relayActor) onJoinRetry(c actor.Context, msg *joinRetry) {
 		a.maybeStop(c)
 		return
 	}
-	a.sendJoin(c, msg.tag, p)
+	a.forgetTarget()
+	a.sendJoin(c, p)
+}
+
+// forgetTarget makes the next join look the topic up again: the target did
+// not answer in time.
+func (a *relayActor) forgetTarget() {
+	if a.target != nil && a.cluster != nil {
+		a.cluster.ForgetTopicPID(a.topic, a.target)
+	}
+	if a.cluster != nil {
+		a.target = nil
+		a.resolving = false
+		a.gen++
+	}
+}
+
+// register records the activation that answered a join: the relay watches
+// it and leaves the one it was registered with before.
+func (a *relayActor) register(c actor.Context, topic *actor.PID, tag uint64) {
+	a.regTag = tag
+	if topic == nil {
+		return
+	}
+	a.target = topic
+	if a.registered != nil && a.registered.Equal(topic) {
+		return
+	}
+	if a.registered != nil {
+		c.Unwatch(a.registered)
+		c.Send(a.registered, &actorpb.LeaveRequest{Topic: a.topic, Relay: c.Self()})
+	}
+	a.registered = topic
+	c.Watch(topic)
 }
 
 func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
-	if a.epoch != "" && msg.Epoch != a.epoch && len(a.subs) > 0 {
-		// The topic restarted in a new epoch: existing subscribers must know.
-		a.resetAll(msg.Epoch, msg.Head)
-	}
-	a.epoch, a.lastSeq = msg.Epoch, msg.Head
 	p := a.pending[msg.Tag]
 	if p == nil {
-		return // unsubscribed while joining
+		// An answer to a join sent again since: the relay is registered
+		// there too, so leave it unless it is the current activation.
+		if msg.Topic != nil && a.registered != nil && !msg.Topic.Equal(a.registered) {
+			c.Send(msg.Topic, &actorpb.LeaveRequest{Topic: a.topic, Relay: c.Self()})
+		}
+		return
+	}
+	if msg.Topic != nil && a.registered != nil && !msg.Topic.Equal(a.registered) && msg.Tag < a.regTag {
+		// An older activation answered after a newer one did: ask again.
+		c.Send(msg.Topic, &actorpb.LeaveRequest{Topic: a.topic, Relay: c.Self()})
+		a.sendJoin(c, p)
+		return
 	}
 	delete(a.pending, msg.Tag)
 	p.timer.Stop()
+	a.register(c, msg.Topic, msg.Tag)
+	a.catchUp(msg)
+	if p.sub.conn == nil {
+		return // the relay's own rejoin
+	}
 	rec := wire.RecoveryNone
 	if p.since != nil {
 		rec = wire.NotRecovered
@@ -251,17 +465,58 @@ func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
 			rec = wire.Recovered
 		}
 	}
+	sess := p.sub.conn.Session
 	ok := wire.AppendSubOK(nil, p.id, a.topic, msg.Epoch, msg.Head, rec)
 	if rec == wire.Recovered && len(msg.Frames) > 0 {
 		frames := make([][]byte, 0, 1+len(msg.Frames))
 		frames = append(append(frames, ok), msg.Frames...)
-		if p.sub.conn.Session.WriteBacklog(frames) != nil {
+		if sess.WriteBacklog(frames) != nil {
 			return // the session closed; its actor unsubscribes
 		}
-	} else if p.sub.conn.Session.Write(ok) != nil {
+	} else if sess.Write(ok) != nil {
 		return
 	}
+	if msg.Epoch == a.epoch && msg.Head < a.lastSeq {
+		// Cannot happen with one writer per topic; never leave a silent gap.
+		if sess.Write(wire.AppendReset(nil, a.topic, a.epoch, a.lastSeq)) != nil {
+			return
+		}
+	}
+	transport.Metrics.Subscribed(sess.Info().Transport, a.topic, 1)
 	a.subs = append(a.subs, p.sub)
+}
+
+// catchUp brings the current subscribers to the head of a join's answer:
+// with the missed messages if the topic still had them, else with a reset.
+func (a *relayActor) catchUp(msg *actorpb.JoinResponse) {
+	if len(a.subs) == 0 || !a.hasPos {
+		a.epoch, a.lastSeq, a.hasPos = msg.Epoch, msg.Head, true
+		return
+	}
+	if msg.Epoch == a.epoch {
+		if msg.Head <= a.lastSeq {
+			return // nothing missed: the deliveries came first
+		}
+		if msg.RelayRecovered {
+			first := msg.Head - uint64(len(msg.RelayFrames)) + 1
+			if first <= a.lastSeq+1 {
+				a.writeAll(msg.RelayFrames[a.lastSeq+1-first:])
+				a.lastSeq = msg.Head
+				return
+			}
+		}
+	}
+	a.resetAll(msg.Epoch, msg.Head)
+	a.epoch, a.lastSeq = msg.Epoch, msg.Head
+}
+
+func (a *relayActor) writeAll(frames [][]byte) {
+	if len(frames) == 0 {
+		return
+	}
+	for _, s := range a.subs {
+		_ = s.conn.Session.WriteMany(frames) // a failed write closes the session itself
+	}
 }
 
 func (a *relayActor) resetAll(epoch string, head uint64) {
@@ -271,30 +526,38 @@ func (a *relayActor) resetAll(epoch string, head uint64) {
 	}
 }
 
-func (a *relayActor) onDelivery(d *actorpb.Delivery) {
-	if len(d.Frames) == 0 {
+func (a *relayActor) onDelivery(c actor.Context, d *actorpb.Delivery) {
+	n := uint64(len(d.Frames))
+	if n == 0 || !a.hasPos {
+		return // no join answered yet: the answer's head covers this
+	}
+	last := d.FirstSeq + n - 1
+	if d.Epoch != a.epoch || d.FirstSeq > a.lastSeq+1 {
+		// The topic restarted, or messages went missing: join again with
+		// the position, which recovers them or resets.
+		if len(a.subs) > 0 {
+			a.requestRejoin(c)
+		}
 		return
 	}
-	if d.Epoch != a.epoch {
-		if a.epoch != "" {
-			a.resetAll(d.Epoch, d.FirstSeq-1)
-		}
-		a.epoch = d.Epoch
+	if last <= a.lastSeq {
+		return // already written (a join's answer carried them)
 	}
-	a.lastSeq = d.FirstSeq + uint64(len(d.Frames)) - 1
+	frames := d.Frames[a.lastSeq+1-d.FirstSeq:]
+	a.lastSeq = last
 	for _, s := range a.subs {
 		if s.datagram {
 			if ds, ok := s.conn.Session.(transport.DatagramSession); ok {
 				// Latest wins: only the newest frame of the batch matters.
-				if sent, err := ds.WriteDatagram(d.Frames[len(d.Frames)-1]); sent || err != nil {
+				if sent, err := ds.WriteDatagram(frames[len(frames)-1]); sent || err != nil {
 					continue
 				}
 			}
 		}
-		if len(d.Frames) == 1 {
-			_ = s.conn.Session.Write(d.Frames[0]) // a failed write closes the session itself
+		if len(frames) == 1 {
+			_ = s.conn.Session.Write(frames[0]) // a failed write closes the session itself
 		} else {
-			_ = s.conn.Session.WriteMany(d.Frames)
+			_ = s.conn.Session.WriteMany(frames)
 		}
 	}
 }
@@ -303,6 +566,7 @@ func (a *relayActor) onUnsubscribe(c actor.Context, msg *relayUnsubscribe) {
 	removed := false
 	for i, s := range a.subs {
 		if s.conn == msg.conn {
+			transport.Metrics.Subscribed(s.conn.Session.Info().Transport, a.topic, -1)
 			last := len(a.subs) - 1
 			a.subs[i] = a.subs[last]
 			a.subs[last] = relaySub{}
@@ -327,14 +591,24 @@ func (a *relayActor) onUnsubscribe(c actor.Context, msg *relayUnsubscribe) {
 
 // maybeStop leaves the topic and stops once nobody on this node needs it.
 func (a *relayActor) maybeStop(c actor.Context) {
-	if len(a.subs) > 0 || len(a.pending) > 0 {
+	if len(a.subs) > 0 {
 		return
+	}
+	for tag, p := range a.pending {
+		if p.sub.conn != nil {
+			return
+		}
+		p.timer.Stop() // a rejoin is moot without subscribers
+		delete(a.pending, tag)
 	}
 	if !a.relays.tryRemove(a.topic, c.Self(), a.handled) {
 		return // a subscribe is on its way; it will be handled next
 	}
-	if a.topicID != nil {
-		c.Send(a.topicID, &actorpb.LeaveRequest{Topic: a.topic, Relay: c.Self()})
+	if a.registered != nil {
+		c.Unwatch(a.registered)
+		c.Send(a.registered, &actorpb.LeaveRequest{Topic: a.topic, Relay: c.Self()})
+	} else if a.target != nil {
+		c.Send(a.target, &actorpb.LeaveRequest{Topic: a.topic, Relay: c.Self()})
 	}
 	c.Stop(c.Self())
 }

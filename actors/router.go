@@ -18,6 +18,27 @@ type TopicRouter interface {
 	TopicPID(topic string) (*actor.PID, error)
 }
 
+// ClusterRouter is a TopicRouter over a cluster, where TopicPID may block
+// for a round trip (or until a timeout when a member is down) and answers
+// from a cache. Relays use its extra methods to stay off blocking calls and
+// to follow a topic that moves. Implementations are goroutine-safe.
+type ClusterRouter interface {
+	TopicRouter
+	// CachedTopicPID returns the topic's actor if it is known without
+	// asking anyone.
+	CachedTopicPID(topic string) (*actor.PID, bool)
+	// ForgetTopicPID drops pid from the cache: it stopped or does not answer.
+	ForgetTopicPID(topic string, pid *actor.PID)
+	// TopicOwner returns the address of the member that owns topic in the
+	// current membership, or "" when there is none.
+	TopicOwner(topic string) string
+}
+
+// TopologyChanged tells relays that the cluster's membership changed: each
+// checks whether its topic moved and, if so, joins it again where it lives
+// now.
+type TopologyChanged struct{}
+
 // LocalTopics is a TopicRouter that spawns topic actors in one actor system,
 // without a cluster. It is goroutine-safe.
 type LocalTopics struct {

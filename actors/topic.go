@@ -1,13 +1,16 @@
 package actors
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/topicast/topicast/actors/actorpb"
+	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/wire"
 )
 
@@ -17,6 +20,8 @@ const (
 	DefaultHistoryTTL  = 5 * time.Minute
 	DefaultKeyTTL      = 2 * time.Minute
 	DefaultIdleCheck   = 30 * time.Second
+	// DefaultStoreTimeout bounds one call of a topic to its HistoryStore.
+	DefaultStoreTimeout = 2 * time.Second
 )
 
 // Clock tells the time. Tests give actors a clock they control.
@@ -39,6 +44,11 @@ type TopicConfig struct {
 	// IdleCheck is how long a topic waits without a message before it trims
 	// its history and considers stopping. Zero means DefaultIdleCheck.
 	IdleCheck time.Duration
+	// Store keeps what must survive the topic actor (epoch, seq, history,
+	// keys). Nil means MemoryStore: nothing survives the actor.
+	Store HistoryStore
+	// StoreTimeout bounds one Store call. Zero means DefaultStoreTimeout.
+	StoreTimeout time.Duration
 	// Clock tells the time; nil means the system clock.
 	Clock Clock
 	// Logger; nil discards.
@@ -58,6 +68,12 @@ func (c TopicConfig) withDefaults() TopicConfig {
 	if c.IdleCheck == 0 {
 		c.IdleCheck = DefaultIdleCheck
 	}
+	if c.Store == nil {
+		c.Store = MemoryStore{}
+	}
+	if c.StoreTimeout == 0 {
+		c.StoreTimeout = DefaultStoreTimeout
+	}
 	if c.Clock == nil {
 		c.Clock = systemClock{}
 	}
@@ -69,12 +85,18 @@ func (c TopicConfig) withDefaults() TopicConfig {
 
 // NewTopicProps returns the props of a topic actor. The topic learns its name
 // from the first request it gets (every request carries it), so the same props
-// serve a cluster grain and a plainly spawned actor. onStop, if set, is called
-// when the actor stops, from its goroutine.
+// serve any topic. onStop, if set, is called when the actor stops, from its
+// goroutine.
 func NewTopicProps(cfg TopicConfig, onStop func(name string, pid *actor.PID)) *actor.Props {
+	return NewNamedTopicProps(cfg, "", onStop)
+}
+
+// NewNamedTopicProps returns the props of the actor of topic name, which
+// claims the topic in its store as it starts (a cluster activation).
+func NewNamedTopicProps(cfg TopicConfig, name string, onStop func(name string, pid *actor.PID)) *actor.Props {
 	cfg = cfg.withDefaults()
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &topicActor{cfg: cfg, onStop: onStop}
+		return &topicActor{cfg: cfg, onStop: onStop, name: name}
 	})
 }
 
@@ -98,17 +120,30 @@ type keyEntry struct {
 // topicActor is the single writer of one topic: it numbers messages, keeps
 // the history and the idempotency keys, and fans out to the relays of the
 // nodes that have subscribers.
+//
+// With a durable HistoryStore, the actor writes each publish batch to the
+// store before it delivers and answers it, from its own goroutine: the topic
+// is its store's single writer, the call costs one round trip for the whole
+// batch, and blocking here only delays this topic's own mailbox, which is
+// exactly the order the topic must keep anyway. A store that says the
+// activation was fenced out (a newer one claimed the topic) or that fails
+// makes the actor answer "retry" to what it has queued and stop; the callers
+// look the topic up again and reach the activation that holds it.
 type topicActor struct {
 	cfg    TopicConfig
 	onStop func(string, *actor.PID)
 
 	name    string
+	opened  bool // the store was opened: fence, epoch, seq and hist are loaded
+	dead    bool // stale or failed: answers "retry" until it stops
+	fence   uint64
 	epoch   string
 	seq     uint64
 	hist    history
 	keys    map[string]uint64
 	keyList []keyEntry // oldest first
 	relays  []*actor.PID
+	trimmed uint64 // the store dropped the messages below this seq
 }
 
 func (a *topicActor) Receive(c actor.Context) {
@@ -123,9 +158,12 @@ func (a *topicActor) Receive(c actor.Context) {
 		a.onLeave(c, msg)
 	case *actorpb.HistoryRequest:
 		a.onHistory(c, msg)
+	case *actor.Terminated:
+		a.removeRelay(msg.Who)
 	case *actor.ReceiveTimeout:
 		a.onIdle(c)
 	case *actor.Stopped:
+		transport.Metrics.TopicStopped(a.hist.len())
 		if a.onStop != nil {
 			a.onStop(a.name, c.Self())
 		}
@@ -133,16 +171,66 @@ func (a *topicActor) Receive(c actor.Context) {
 }
 
 func (a *topicActor) onStarted(c actor.Context) {
-	a.epoch = NewEpoch()
 	a.hist = newHistory(a.cfg.HistorySize)
+	transport.Metrics.TopicsActive.Add(1)
 	a.keys = make(map[string]uint64)
 	c.SetReceiveTimeout(a.cfg.IdleCheck)
+	if a.name != "" {
+		a.ready(c)
+	}
 }
 
 func (a *topicActor) setName(topic string) {
 	if a.name == "" {
 		a.name = topic
 	}
+}
+
+func (a *topicActor) storeContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
+}
+
+// ready opens the store once and reports whether the actor may serve.
+func (a *topicActor) ready(c actor.Context) bool {
+	if a.dead {
+		return false
+	}
+	if a.opened {
+		return true
+	}
+	ctx, cancel := a.storeContext()
+	defer cancel()
+	limit := max(a.cfg.HistorySize, 0)
+	minAt := a.cfg.Clock.Now().UnixNano() - int64(a.cfg.HistoryTTL)
+	st, err := a.cfg.Store.Open(ctx, a.name, NewEpoch(), limit, minAt)
+	if err != nil {
+		a.fail(c, "open the topic's store", err)
+		return false
+	}
+	a.opened = true
+	a.fence, a.epoch, a.seq = st.Fence, st.Epoch, st.Head
+	if a.epoch == "" {
+		a.epoch = NewEpoch()
+	}
+	for _, m := range st.Messages {
+		a.hist.push(entry{seq: m.Seq, at: m.At, frame: m.Frame})
+	}
+	if len(st.Messages) > 0 {
+		a.trimmed = st.Messages[0].Seq
+	}
+	return true
+}
+
+// fail makes the actor answer "retry" to everything it has queued, then stop.
+func (a *topicActor) fail(c actor.Context, what string, err error) {
+	level := slog.LevelWarn
+	if errors.Is(err, ErrFenced) {
+		level = slog.LevelInfo
+	}
+	a.cfg.Logger.LogAttrs(context.Background(), level, "topic activation stops",
+		slog.String("topic", a.name), slog.String("reason", what), slog.Any("err", err))
+	a.dead = true
+	c.Poison(c.Self()) // after what is queued, which gets "retry"
 }
 
 // trim drops expired history and keys.
@@ -159,36 +247,139 @@ func (a *topicActor) trim(now int64) {
 	}
 }
 
+// storeTrimSeq returns the seq below which the store may drop messages, or
+// 0 when it has nothing new to drop.
+func (a *topicActor) storeTrimSeq() uint64 {
+	if !a.cfg.Store.Durable() {
+		return 0
+	}
+	min := a.seq + 1
+	if a.hist.len() > 0 {
+		min = a.hist.oldest().seq
+	}
+	if min <= a.trimmed {
+		return 0
+	}
+	return min
+}
+
+func (a *topicActor) remember(key string, seq uint64, at int64) {
+	if _, ok := a.keys[key]; ok {
+		return
+	}
+	a.keys[key] = seq
+	a.keyList = append(a.keyList, keyEntry{key: key, seq: seq, at: at})
+}
+
+func (a *topicActor) respondPublishRetry(c actor.Context, tag uint64) {
+	if c.Sender() != nil {
+		c.Respond(&actorpb.PublishResponse{Tag: tag, Retry: true, Error: &actorpb.ErrorInfo{
+			Code: uint32(wire.CodeUnavailable), Message: "topic " + a.name + " is moving, try again"}})
+	}
+}
+
+// number gives the next seqs to the items of req whose key is new, encodes
+// them into msgs and fills resp.Seqs. known holds keys the store already had.
+func (a *topicActor) number(req *actorpb.PublishRequest, resp *actorpb.PublishResponse, known map[string]uint64,
+	nowNs, nowMs int64, msgs []StoredMessage) []StoredMessage {
+	seq := a.seq
+	for i, it := range req.Items {
+		if it.Key != "" {
+			if s, ok := a.keys[it.Key]; ok {
+				resp.Seqs[i] = s
+				continue
+			}
+			if s, ok := known[it.Key]; ok {
+				resp.Seqs[i] = s
+				continue
+			}
+			if s, ok := keyIn(msgs, it.Key); ok {
+				resp.Seqs[i] = s // a repeated key in one batch answers the first seq
+				continue
+			}
+		}
+		seq++
+		frame := wire.AppendMsg(make([]byte, 0, wire.MsgFrameLen(a.name, a.epoch, seq, it.Data)),
+			a.name, a.epoch, seq, nowMs, it.Data)
+		msgs = append(msgs, StoredMessage{Seq: seq, At: nowNs, Frame: frame, Key: it.Key})
+		resp.Seqs[i] = seq
+	}
+	return msgs
+}
+
+func keyIn(msgs []StoredMessage, key string) (uint64, bool) {
+	for i := range msgs {
+		if msgs[i].Key == key {
+			return msgs[i].Seq, true
+		}
+	}
+	return 0, false
+}
+
 func (a *topicActor) onPublish(c actor.Context, req *actorpb.PublishRequest) {
 	a.setName(req.Topic)
+	if !a.ready(c) {
+		a.respondPublishRetry(c, req.Tag)
+		return
+	}
 	now := a.cfg.Clock.Now()
 	nowNs, nowMs := now.UnixNano(), now.UnixMilli()
 	a.trim(nowNs)
 	resp := &actorpb.PublishResponse{Epoch: a.epoch, Tag: req.Tag, Seqs: make([]uint64, len(req.Items))}
-	var frames [][]byte
-	first := a.seq + 1
-	for i, it := range req.Items {
-		if it.Key != "" {
-			if seq, ok := a.keys[it.Key]; ok {
-				resp.Seqs[i] = seq
-				continue
+	var known map[string]uint64
+	var msgs []StoredMessage
+	for attempt := 1; ; attempt++ {
+		msgs = a.number(req, resp, known, nowNs, nowMs, msgs[:0])
+		if len(msgs) == 0 {
+			break
+		}
+		minSeq := a.storeTrimSeq()
+		ctx, cancel := a.storeContext()
+		err := a.cfg.Store.Append(ctx, a.name, a.fence, msgs, minSeq)
+		cancel()
+		var dup *DuplicateKeysError
+		if errors.As(err, &dup) && attempt < 3 {
+			if known == nil {
+				known = make(map[string]uint64, len(dup.Seqs))
 			}
+			for k, s := range dup.Seqs {
+				known[k] = s
+			}
+			continue
 		}
-		a.seq++
-		frame := wire.AppendMsg(make([]byte, 0, wire.MsgFrameLen(a.name, a.epoch, a.seq, it.Data)),
-			a.name, a.epoch, a.seq, nowMs, it.Data)
-		a.hist.push(entry{seq: a.seq, at: nowNs, frame: frame})
-		if it.Key != "" {
-			a.keys[it.Key] = a.seq
-			a.keyList = append(a.keyList, keyEntry{key: it.Key, seq: a.seq, at: nowNs})
+		if err != nil {
+			// Nothing is known to be written: the next activation reads what
+			// the store has.
+			a.fail(c, "write a publish batch", err)
+			a.respondPublishRetry(c, req.Tag)
+			return
 		}
-		resp.Seqs[i] = a.seq
-		frames = append(frames, frame)
+		if minSeq > a.trimmed {
+			a.trimmed = minSeq
+		}
+		break
 	}
-	if len(frames) > 0 && len(a.relays) > 0 {
-		d := &actorpb.Delivery{Topic: a.name, Epoch: a.epoch, FirstSeq: first, Frames: frames}
-		for _, r := range a.relays {
-			c.Send(r, d)
+	for k, s := range known {
+		a.remember(k, s, nowNs)
+	}
+	if len(msgs) > 0 {
+		transport.Metrics.Publishes.Add(uint64(len(msgs)))
+		frames := make([][]byte, len(msgs))
+		for i := range msgs {
+			m := &msgs[i]
+			a.hist.push(entry{seq: m.Seq, at: m.At, frame: m.Frame})
+			if m.Key != "" {
+				a.remember(m.Key, m.Seq, nowNs)
+			}
+			frames[i] = m.Frame
+		}
+		first := a.seq + 1
+		a.seq = msgs[len(msgs)-1].Seq
+		if len(a.relays) > 0 {
+			d := &actorpb.Delivery{Topic: a.name, Epoch: a.epoch, FirstSeq: first, Frames: frames}
+			for _, r := range a.relays {
+				c.Send(r, d)
+			}
 		}
 	}
 	if c.Sender() != nil {
@@ -205,19 +396,32 @@ func (a *topicActor) relayIndex(pid *actor.PID) int {
 	return -1
 }
 
+func (a *topicActor) removeRelay(pid *actor.PID) bool {
+	if i := a.relayIndex(pid); i >= 0 {
+		a.relays = append(a.relays[:i], a.relays[i+1:]...)
+		return true
+	}
+	return false
+}
+
 func (a *topicActor) onJoin(c actor.Context, req *actorpb.JoinRequest) {
 	a.setName(req.Topic)
-	if req.Relay == nil {
-		return
+	if req.Relay == nil || !a.ready(c) {
+		return // a stale activation: the relay watches it and joins again when it stops
 	}
 	a.trim(a.cfg.Clock.Now().UnixNano())
 	if a.relayIndex(req.Relay) < 0 {
 		a.relays = append(a.relays, req.Relay)
+		c.Watch(req.Relay) // a relay whose node dies is dropped
 	}
-	resp := &actorpb.JoinResponse{Tag: req.Tag, Epoch: a.epoch, Head: a.seq}
+	resp := &actorpb.JoinResponse{Tag: req.Tag, Epoch: a.epoch, Head: a.seq, Topic: c.Self()}
 	if s := req.Since; s != nil && s.Epoch == a.epoch && a.hist.covers(s.Seq, a.seq) {
 		resp.Recovered = true
 		resp.Frames = a.hist.after(s.Seq, 0)
+	}
+	if s := req.RelaySince; s != nil && s.Epoch == a.epoch && a.hist.covers(s.Seq, a.seq) {
+		resp.RelayRecovered = true
+		resp.RelayFrames = a.hist.after(s.Seq, 0)
 	}
 	// Sent on the same path as deliveries: see the package doc.
 	c.Send(req.Relay, resp)
@@ -225,13 +429,19 @@ func (a *topicActor) onJoin(c actor.Context, req *actorpb.JoinRequest) {
 
 func (a *topicActor) onLeave(c actor.Context, req *actorpb.LeaveRequest) {
 	a.setName(req.Topic)
-	if i := a.relayIndex(req.Relay); i >= 0 {
-		a.relays = append(a.relays[:i], a.relays[i+1:]...)
+	if req.Relay != nil && a.removeRelay(req.Relay) {
+		c.Unwatch(req.Relay)
 	}
 }
 
 func (a *topicActor) onHistory(c actor.Context, req *actorpb.HistoryRequest) {
 	a.setName(req.Topic)
+	if !a.ready(c) {
+		if c.Sender() != nil {
+			c.Respond(&actorpb.HistoryResponse{Retry: true})
+		}
+		return
+	}
 	a.trim(a.cfg.Clock.Now().UnixNano())
 	resp := &actorpb.HistoryResponse{Epoch: a.epoch, Head: a.seq}
 	if req.Since < a.seq {
@@ -243,13 +453,33 @@ func (a *topicActor) onHistory(c actor.Context, req *actorpb.HistoryRequest) {
 	}
 }
 
-// onIdle stops a topic that nobody needs any more: no relay, no retained
-// message and no remembered key. Its epoch and seq are then lost, which the
-// protocol allows because its history has expired anyway.
+// onIdle stops a topic that nobody needs any more. Without a durable store
+// that means no relay, no retained message and no remembered key: its epoch
+// and seq are then lost, which the protocol allows because its history has
+// expired anyway. With one, no relay is enough: the store keeps the rest.
 func (a *topicActor) onIdle(c actor.Context) {
+	if a.dead {
+		return
+	}
 	a.trim(a.cfg.Clock.Now().UnixNano())
-	if len(a.relays) == 0 && a.hist.len() == 0 && len(a.keys) == 0 {
-		c.Stop(c.Self())
+	durable := a.cfg.Store.Durable()
+	if durable && a.opened {
+		if minSeq := a.storeTrimSeq(); minSeq > 0 {
+			ctx, cancel := a.storeContext()
+			err := a.cfg.Store.Trim(ctx, a.name, a.fence, minSeq)
+			cancel()
+			if err != nil {
+				a.fail(c, "trim the topic's store", err)
+				return
+			}
+			a.trimmed = minSeq
+		}
+	}
+	if len(a.relays) == 0 && (durable || (a.hist.len() == 0 && len(a.keys) == 0)) {
+		// Poison, not Stop: a request already queued gets "retry", not
+		// silence.
+		a.dead = true
+		c.Poison(c.Self())
 		return
 	}
 	// protoactor's receive timeout fires once; arm it again.

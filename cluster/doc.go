@@ -16,5 +16,17 @@
 // whole cluster. A single node is a cluster of one, so adding members changes
 // the membership provider, not the code path.
 //
+// # Membership and placement
+//
+// Config.Peers selects protoactor's automanaged provider (static seeds; each
+// node serves its health endpoint on cluster port + 1), Config.Etcd the etcd
+// provider, neither a cluster of one. Placement is the package's own
+// protoactor IdentityLookup: rendezvous hashing with xxhash over the
+// members' addresses, a PID cache, and one activator actor per member that
+// spawns the topics the member owns, refuses the others, and stops those it
+// no longer owns after a membership change. Config.Redis keeps topic state
+// in Redis (package redisstore) so that a moved topic goes on gaplessly.
+// docs/cluster.md describes failures and guarantees.
+//
 // Node's methods are goroutine-safe.
 package cluster

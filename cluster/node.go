@@ -12,7 +12,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 
 	"github.com/topicast/topicast/actors"
@@ -32,6 +31,9 @@ const (
 	DefaultClusterAddr    = "127.0.0.1:0"
 	DefaultRequestTimeout = 5 * time.Second
 	DefaultMaxMessage     = 65536
+	// DefaultJoinTimeout bounds how long Start waits for the node to see
+	// itself in the cluster's membership.
+	DefaultJoinTimeout = 30 * time.Second
 )
 
 // Config configures a Node.
@@ -44,14 +46,32 @@ type Config struct {
 	ClusterAddr string
 	// ClusterName names the protoactor cluster. Empty means "topicast".
 	ClusterName string
-	// Topic configures topic actors (history size and age, key TTL).
+	// Peers are the cluster addresses (host:port, as each node's
+	// ClusterAddr) of the members of a static cluster, this node's included
+	// or not: protoactor's automanaged provider. Each node also serves the
+	// provider's health endpoint on its cluster host at cluster port + 1
+	// (HealthPortOffset). Empty, with no Etcd, means a cluster of one.
+	Peers []string
+	// Etcd are the etcd endpoints (http://host:port) of a dynamic cluster:
+	// protoactor's etcd provider. It takes precedence over Peers.
+	Etcd []string
+	// Redis, a redis://host:port/db URL, keeps topic history, epochs, seqs
+	// and idempotency keys in Redis, so that a topic moved to another node
+	// (its node died, or a node joined) goes on gaplessly. Empty keeps them
+	// in the topic actors' memory.
+	Redis string
+	// Topic configures topic actors (history size and age, key TTL). Its
+	// Store is set from Redis.
 	Topic actors.TopicConfig
 	// MaxMessage is the largest data of a message in bytes. Zero means
 	// DefaultMaxMessage.
 	MaxMessage int
-	// RequestTimeout bounds a publish or history call to a topic actor.
-	// Zero means DefaultRequestTimeout.
+	// RequestTimeout bounds a publish or history call to a topic actor, and
+	// a lookup. Zero means DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// JoinTimeout bounds how long Start waits to see the node in the
+	// membership. Zero means DefaultJoinTimeout.
+	JoinTimeout time.Duration
 	// OnConnClosed, if set, is called when a connection ends.
 	OnConnClosed func(info *transport.SessionInfo, cause error)
 	// Logger; nil discards. protoactor's own logs are kept at warnings and
@@ -72,6 +92,9 @@ func (c Config) withDefaults() Config {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
+	if c.JoinTimeout == 0 {
+		c.JoinTimeout = DefaultJoinTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -81,13 +104,16 @@ func (c Config) withDefaults() Config {
 
 // Node is one topicast server in a cluster. Its methods are goroutine-safe.
 type Node struct {
-	cfg     Config
-	system  *actor.ActorSystem
-	cluster *protocluster.Cluster
-	relays  *actors.Relays
-	conns   *actors.Conns
-	ready   atomic.Bool
-	closed  atomic.Bool
+	cfg      Config
+	system   *actor.ActorSystem
+	cluster  *protocluster.Cluster
+	lookup   *lookup
+	provider provider
+	store    closableStore
+	relays   *actors.Relays
+	conns    *actors.Conns
+	ready    atomic.Bool
+	closed   atomic.Bool
 }
 
 // New configures a node; Start starts it.
@@ -101,21 +127,42 @@ func New(cfg Config) (*Node, error) {
 	if err != nil || port < 0 || port > 65535 {
 		return nil, fmt.Errorf("cluster address %q: bad port", cfg.ClusterAddr)
 	}
-	libLogger := slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
+	store, err := newStore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if store != nil {
+		cfg.Topic.Store = store
+	}
+	prov, err := newProvider(cfg, host, port)
+	if err != nil {
+		if store != nil {
+			store.Close()
+		}
+		return nil, err
+	}
+	libLogger := slog.New(libHandler{minLevel{cfg.Logger.Handler(), slog.LevelWarn}}).With("lib", "protoactor")
 	system := actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return libLogger }),
 		actor.WithDeadLetterThrottleCount(3),
 		actor.WithDeadLetterThrottleInterval(10*time.Second),
 	)
+	topicCfg := cfg.Topic
+	look := newLookup(TopicKind, func(identity string) *actor.Props {
+		return actors.NewNamedTopicProps(topicCfg, identity, nil)
+	}, cfg.RequestTimeout, cfg.Logger.With("node", cfg.Name))
+	// The kind is registered so that members advertise it; activations are
+	// spawned by the lookup's activator, not from these props.
 	kind := protocluster.NewKind(TopicKind, actors.NewTopicProps(cfg.Topic, nil))
 	remoteCfg := remote.Configure(host, port)
-	clusterCfg := protocluster.Configure(cfg.ClusterName, singleProvider{}, disthash.New(), remoteCfg,
+	clusterCfg := protocluster.Configure(cfg.ClusterName, prov, look, remoteCfg,
 		protocluster.WithKinds(kind),
 		protocluster.WithRequestTimeout(cfg.RequestTimeout),
 	)
-	n := &Node{cfg: cfg, system: system, cluster: protocluster.New(system, clusterCfg)}
-	router := grainRouter{n.cluster}
+	n := &Node{cfg: cfg, system: system, cluster: protocluster.New(system, clusterCfg), lookup: look, provider: prov, store: store}
+	router := grainRouter{look}
 	n.relays = actors.NewRelays(system, router, actors.RelayConfig{Logger: cfg.Logger})
+	look.onChange = func() { n.relays.Broadcast(&actors.TopologyChanged{}) }
 	n.conns = actors.NewConns(system, router, n.relays, actors.ConnConfig{
 		MaxMessage:     cfg.MaxMessage,
 		RequestTimeout: cfg.RequestTimeout,
@@ -133,13 +180,26 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			err = fmt.Errorf("start cluster member on %s: %v", n.cfg.ClusterAddr, r)
 		}
 	}()
+	if err := n.provider.precheck(ctx); err != nil {
+		return err
+	}
 	n.cluster.StartMember()
 	if n.cfg.Name == "" {
 		n.cfg.Name = "node-" + n.system.Address()
 	}
+	t := time.NewTimer(n.cfg.JoinTimeout)
+	defer t.Stop()
+	select {
+	case <-n.lookup.Joined():
+	case <-ctx.Done():
+		return fmt.Errorf("join the cluster: %w", context.Cause(ctx))
+	case <-t.C:
+		return fmt.Errorf("join the cluster: not a member after %v", n.cfg.JoinTimeout)
+	}
 	n.ready.Store(true)
 	n.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "node started",
-		slog.String("node", n.cfg.Name), slog.String("cluster_addr", n.system.Address()))
+		slog.String("node", n.cfg.Name), slog.String("cluster_addr", n.system.Address()),
+		slog.String("membership", n.provider.name()), slog.Bool("durable_history", n.store != nil))
 	return nil
 }
 
@@ -154,6 +214,10 @@ func (n *Node) Conns() int { return n.conns.Len() }
 
 // Relays returns the number of topics with local subscribers.
 func (n *Node) Relays() int { return n.relays.Len() }
+
+// Members returns the number of cluster members this node sees, itself
+// included once it has joined.
+func (n *Node) Members() int { return len(n.lookup.memberAddrs()) }
 
 // Accept takes a new client session; it is a transport.AcceptFunc.
 func (n *Node) Accept(s transport.Session) transport.Handler {
@@ -182,6 +246,9 @@ func (n *Node) Close(ctx context.Context) error {
 		err = fmt.Errorf("close clients: %w", context.Cause(ctx))
 	}
 	n.cluster.Shutdown(true)
+	if n.store != nil {
+		n.store.Close()
+	}
 	return err
 }
 
@@ -193,9 +260,9 @@ func (n *Node) Publish(ctx context.Context, items []wire.PublishItem) ([]wire.Pu
 		return nil, wire.Errorf(wire.CodeUnavailable, "node is shutting down")
 	}
 	type group struct {
-		req *actorpb.PublishRequest
-		idx []int
-		fut *actor.Future
+		req  *actorpb.PublishRequest
+		idx  []int
+		call *call
 	}
 	groups := make(map[string]*group)
 	var order []*group
@@ -210,12 +277,12 @@ func (n *Node) Publish(ctx context.Context, items []wire.PublishItem) ([]wire.Pu
 		g.idx = append(g.idx, i)
 	}
 	results := make([]wire.PublishResult, len(items))
-	timeout := n.timeout(ctx)
+	deadline := time.Now().Add(n.timeout(ctx))
 	for _, g := range order {
-		g.fut = n.request(g.req.Topic, g.req, timeout)
+		g.call = n.start(g.req.Topic, g.req, deadline)
 	}
 	for _, g := range order {
-		res, err := n.await(g.req.Topic, g.req, g.fut, timeout)
+		res, err := n.finish(g.call)
 		if err != nil {
 			return nil, err
 		}
@@ -239,8 +306,7 @@ func (n *Node) History(ctx context.Context, topic string, since uint64, limit in
 		return nil, wire.Errorf(wire.CodeUnavailable, "node is shutting down")
 	}
 	req := &actorpb.HistoryRequest{Topic: topic, Since: since, Limit: uint32(max(limit, 0))}
-	timeout := n.timeout(ctx)
-	res, err := n.await(topic, req, n.request(topic, req, timeout), timeout)
+	res, err := n.finish(n.start(topic, req, time.Now().Add(n.timeout(ctx))))
 	if err != nil {
 		return nil, err
 	}
@@ -259,45 +325,104 @@ func (n *Node) timeout(ctx context.Context) time.Duration {
 	return max(t, time.Millisecond)
 }
 
-// request sends msg to topic's actor; a nil future means no actor was found.
-func (n *Node) request(topic string, msg any, timeout time.Duration) *actor.Future {
-	pid := n.cluster.Get(topic, TopicKind)
-	if pid == nil {
-		return nil
-	}
-	return n.system.Root.RequestFuture(pid, msg, timeout)
+// call is a request to a topic actor in flight.
+type call struct {
+	topic    string
+	msg      any
+	deadline time.Time
+	pid      *actor.PID
+	fut      *actor.Future
+	changed  <-chan struct{}
+	err      error
 }
 
-// await waits for f, asking again when the topic actor stopped between
-// lookup and delivery (it passivates when idle).
-func (n *Node) await(topic string, msg any, f *actor.Future, timeout time.Duration) (any, error) {
+// start looks the topic's actor up and sends it msg.
+func (n *Node) start(topic string, msg any, deadline time.Time) *call {
+	c := &call{topic: topic, msg: msg, deadline: deadline}
+	n.send(c)
+	return c
+}
+
+func (n *Node) send(c *call) {
+	c.fut, c.err = nil, nil
+	remaining := time.Until(c.deadline)
+	if remaining <= 0 {
+		c.err = context.DeadlineExceeded
+		return
+	}
+	c.changed = n.lookup.Changed()
+	c.pid, c.err = n.lookup.get(c.topic, TopicKind, remaining)
+	if c.err != nil {
+		return
+	}
+	c.fut = n.system.Root.RequestFuture(c.pid, c.msg, remaining)
+}
+
+// finish waits for c's answer. It asks again, until the deadline, when the
+// topic actor stopped between lookup and delivery (it passivates when idle),
+// answered that it is stale (a newer activation fenced it out), or its
+// member left the cluster.
+func (n *Node) finish(c *call) (any, error) {
 	for attempt := 1; ; attempt++ {
-		if f == nil {
-			return nil, wire.Errorf(wire.CodeUnavailable, "topic %s has no actor right now, try again", topic)
+		var res any
+		err := c.err
+		if err == nil {
+			res, err = awaitFuture(c.fut, c.changed, func() bool { return n.lookup.alive(c.pid.Address) })
 		}
-		res, err := f.Result()
-		if errors.Is(err, actor.ErrDeadLetter) && attempt < 3 {
-			f = n.request(topic, msg, timeout)
+		retry := errors.Is(err, actor.ErrDeadLetter) || errors.Is(err, errMemberLeft)
+		if err == nil && isRetry(res) {
+			retry = true
+		}
+		if retry && time.Now().Before(c.deadline) {
+			if c.pid != nil {
+				n.lookup.forget(c.topic, TopicKind, c.pid)
+			}
+			if attempt > 1 {
+				// The stale activation may still be registered a moment.
+				time.Sleep(min(time.Duration(attempt)*10*time.Millisecond, 200*time.Millisecond, time.Until(c.deadline)))
+			}
+			n.send(c)
 			continue
 		}
-		if err != nil {
+		if err != nil || retry {
 			n.cfg.Logger.LogAttrs(context.Background(), slog.LevelWarn, "topic request failed",
-				slog.String("topic", topic), slog.Any("err", err))
-			return nil, wire.Errorf(wire.CodeUnavailable, "topic %s did not answer in time, try again", topic)
+				slog.String("topic", c.topic), slog.Any("err", err), slog.Bool("retry", retry))
+			return nil, wire.Errorf(wire.CodeUnavailable, "topic %s did not answer in time, try again", c.topic)
 		}
 		return res, nil
 	}
 }
 
-// grainRouter finds topic actors as cluster grains.
-type grainRouter struct{ c *protocluster.Cluster }
+// isRetry reports whether res says "ask again": the activation was stale.
+func isRetry(res any) bool {
+	switch r := res.(type) {
+	case *actorpb.PublishResponse:
+		return r.Retry
+	case *actorpb.HistoryResponse:
+		return r.Retry
+	}
+	return false
+}
+
+// grainRouter finds topic actors through the lookup. It is the relays' and
+// connections' actors.ClusterRouter.
+type grainRouter struct{ l *lookup }
+
+var _ actors.ClusterRouter = grainRouter{}
 
 func (g grainRouter) TopicPID(topic string) (*actor.PID, error) {
-	if pid := g.c.Get(topic, TopicKind); pid != nil {
-		return pid, nil
-	}
-	return nil, actors.ErrNoTopicActor
+	return g.l.get(topic, TopicKind, g.l.timeout)
 }
+
+func (g grainRouter) CachedTopicPID(topic string) (*actor.PID, bool) {
+	return g.l.cached(topic, TopicKind)
+}
+
+func (g grainRouter) ForgetTopicPID(topic string, pid *actor.PID) {
+	g.l.forget(topic, TopicKind, pid)
+}
+
+func (g grainRouter) TopicOwner(topic string) string { return g.l.owner(topic) }
 
 // minLevel raises a handler's threshold, to keep a library's chatter out.
 type minLevel struct {

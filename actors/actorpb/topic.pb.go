@@ -212,7 +212,11 @@ type PublishResponse struct {
 	// Tag echoes the request's.
 	Tag uint64 `protobuf:"varint,3,opt,name=tag,proto3" json:"tag,omitempty"`
 	// Error is set when nothing was published.
-	Error         *ErrorInfo `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Error *ErrorInfo `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// Retry is set with Error when the answering activation is stale (fenced
+	// out by a newer one, or its store failed): nothing was published, and the
+	// caller should look the topic up again and retry.
+	Retry         bool `protobuf:"varint,5,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -275,6 +279,13 @@ func (x *PublishResponse) GetError() *ErrorInfo {
 	return nil
 }
 
+func (x *PublishResponse) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
+}
+
 // ErrorInfo is a protocol error (transport/wire ErrorCode and message).
 type ErrorInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -328,7 +339,8 @@ func (x *ErrorInfo) GetMessage() string {
 	return ""
 }
 
-// JoinRequest subscribes a node's relay to the topic, for one connection.
+// JoinRequest subscribes a node's relay to the topic, for one connection
+// (or, with rejoin, for the relay itself).
 type JoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -336,8 +348,14 @@ type JoinRequest struct {
 	Relay *actor.PID `protobuf:"bytes,2,opt,name=relay,proto3" json:"relay,omitempty"`
 	// Tag is echoed in the response.
 	Tag uint64 `protobuf:"varint,3,opt,name=tag,proto3" json:"tag,omitempty"`
-	// Since, if set, asks for the messages after it.
-	Since         *Position `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	// Since, if set, asks for the messages after it (the connection's).
+	Since *Position `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	// Rejoin marks a relay-level join, tied to no connection: the relay
+	// re-subscribes after a topology change, a gap or a stopped topic actor.
+	Rejoin bool `protobuf:"varint,5,opt,name=rejoin,proto3" json:"rejoin,omitempty"`
+	// RelaySince, if set, is the position of the relay's current subscribers:
+	// the last message it wrote to them. The response brings them up to head.
+	RelaySince    *Position `protobuf:"bytes,6,opt,name=relay_since,json=relaySince,proto3" json:"relay_since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -400,6 +418,20 @@ func (x *JoinRequest) GetSince() *Position {
 	return nil
 }
 
+func (x *JoinRequest) GetRejoin() bool {
+	if x != nil {
+		return x.Rejoin
+	}
+	return false
+}
+
+func (x *JoinRequest) GetRelaySince() *Position {
+	if x != nil {
+		return x.RelaySince
+	}
+	return nil
+}
+
 // JoinResponse answers a JoinRequest. It is sent to the relay after every
 // Delivery of a message up to head and before any later one, which is what
 // makes recovery gapless.
@@ -413,7 +445,15 @@ type JoinResponse struct {
 	// message after it.
 	Recovered bool `protobuf:"varint,4,opt,name=recovered,proto3" json:"recovered,omitempty"`
 	// Frames are the encoded msg frames after since, when recovered.
-	Frames        [][]byte `protobuf:"bytes,5,rep,name=frames,proto3" json:"frames,omitempty"`
+	Frames [][]byte `protobuf:"bytes,5,rep,name=frames,proto3" json:"frames,omitempty"`
+	// RelayRecovered answers relay_since as recovered answers since.
+	RelayRecovered bool `protobuf:"varint,6,opt,name=relay_recovered,json=relayRecovered,proto3" json:"relay_recovered,omitempty"`
+	// RelayFrames are the encoded msg frames after relay_since, when
+	// relay_recovered; the first has seq relay_since.seq+1.
+	RelayFrames [][]byte `protobuf:"bytes,7,rep,name=relay_frames,json=relayFrames,proto3" json:"relay_frames,omitempty"`
+	// Topic is the activation that answered; the relay is registered there
+	// and watches it.
+	Topic         *actor.PID `protobuf:"bytes,8,opt,name=topic,proto3" json:"topic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -479,6 +519,27 @@ func (x *JoinResponse) GetRecovered() bool {
 func (x *JoinResponse) GetFrames() [][]byte {
 	if x != nil {
 		return x.Frames
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetRelayRecovered() bool {
+	if x != nil {
+		return x.RelayRecovered
+	}
+	return false
+}
+
+func (x *JoinResponse) GetRelayFrames() [][]byte {
+	if x != nil {
+		return x.RelayFrames
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetTopic() *actor.PID {
+	if x != nil {
+		return x.Topic
 	}
 	return nil
 }
@@ -676,8 +737,11 @@ type HistoryResponse struct {
 	Epoch string                 `protobuf:"bytes,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Head  uint64                 `protobuf:"varint,2,opt,name=head,proto3" json:"head,omitempty"`
 	// Truncated is true when messages after since are no longer retained.
-	Truncated     bool     `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
-	Frames        [][]byte `protobuf:"bytes,4,rep,name=frames,proto3" json:"frames,omitempty"`
+	Truncated bool     `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	Frames    [][]byte `protobuf:"bytes,4,rep,name=frames,proto3" json:"frames,omitempty"`
+	// Retry is set when the answering activation is stale: the caller should
+	// look the topic up again and retry.
+	Retry         bool `protobuf:"varint,5,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -740,6 +804,206 @@ func (x *HistoryResponse) GetFrames() [][]byte {
 	return nil
 }
 
+func (x *HistoryResponse) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
+}
+
+// ActivationRequest asks a member's activator for the actor of a topic that
+// the member owns, spawning it if needed.
+type ActivationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identity is the topic name.
+	Identity string `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"`
+	// Kind is the grain kind ("topic").
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// TopologyHash is the requester's view of the membership, for logs.
+	TopologyHash  uint64 `protobuf:"varint,3,opt,name=topology_hash,json=topologyHash,proto3" json:"topology_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivationRequest) Reset() {
+	*x = ActivationRequest{}
+	mi := &file_topic_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivationRequest) ProtoMessage() {}
+
+func (x *ActivationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topic_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivationRequest.ProtoReflect.Descriptor instead.
+func (*ActivationRequest) Descriptor() ([]byte, []int) {
+	return file_topic_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ActivationRequest) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *ActivationRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ActivationRequest) GetTopologyHash() uint64 {
+	if x != nil {
+		return x.TopologyHash
+	}
+	return 0
+}
+
+// ActivationResponse answers an ActivationRequest.
+type ActivationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pid is the activation, unless refused.
+	Pid *actor.PID `protobuf:"bytes,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	// Refused is set when the member does not own the identity in its own
+	// view of the membership (the views differ for a moment after a change);
+	// the requester looks the owner up again.
+	Refused bool `protobuf:"varint,2,opt,name=refused,proto3" json:"refused,omitempty"`
+	// Owner is the address the answering member believes owns the identity.
+	Owner         string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivationResponse) Reset() {
+	*x = ActivationResponse{}
+	mi := &file_topic_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivationResponse) ProtoMessage() {}
+
+func (x *ActivationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_topic_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivationResponse.ProtoReflect.Descriptor instead.
+func (*ActivationResponse) Descriptor() ([]byte, []int) {
+	return file_topic_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ActivationResponse) GetPid() *actor.PID {
+	if x != nil {
+		return x.Pid
+	}
+	return nil
+}
+
+func (x *ActivationResponse) GetRefused() bool {
+	if x != nil {
+		return x.Refused
+	}
+	return false
+}
+
+func (x *ActivationResponse) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+// ActivationStopped tells the other members' activators that an activation
+// stopped, so their lookups forget its PID.
+type ActivationStopped struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Identity      string                 `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Pid           *actor.PID             `protobuf:"bytes,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivationStopped) Reset() {
+	*x = ActivationStopped{}
+	mi := &file_topic_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivationStopped) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivationStopped) ProtoMessage() {}
+
+func (x *ActivationStopped) ProtoReflect() protoreflect.Message {
+	mi := &file_topic_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivationStopped.ProtoReflect.Descriptor instead.
+func (*ActivationStopped) Descriptor() ([]byte, []int) {
+	return file_topic_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ActivationStopped) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *ActivationStopped) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ActivationStopped) GetPid() *actor.PID {
+	if x != nil {
+		return x.Pid
+	}
+	return nil
+}
+
 var File_topic_proto protoreflect.FileDescriptor
 
 const file_topic_proto_rawDesc = "" +
@@ -754,27 +1018,35 @@ const file_topic_proto_rawDesc = "" +
 	"\x0ePublishRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x122\n" +
 	"\x05items\x18\x02 \x03(\v2\x1c.topicast.actors.PublishItemR\x05items\x12\x10\n" +
-	"\x03tag\x18\x03 \x01(\x04R\x03tag\"\x7f\n" +
+	"\x03tag\x18\x03 \x01(\x04R\x03tag\"\x95\x01\n" +
 	"\x0fPublishResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\tR\x05epoch\x12\x12\n" +
 	"\x04seqs\x18\x02 \x03(\x04R\x04seqs\x12\x10\n" +
 	"\x03tag\x18\x03 \x01(\x04R\x03tag\x120\n" +
-	"\x05error\x18\x04 \x01(\v2\x1a.topicast.actors.ErrorInfoR\x05error\"9\n" +
+	"\x05error\x18\x04 \x01(\v2\x1a.topicast.actors.ErrorInfoR\x05error\x12\x14\n" +
+	"\x05retry\x18\x05 \x01(\bR\x05retry\"9\n" +
 	"\tErrorInfo\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x88\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xdc\x01\n" +
 	"\vJoinRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12 \n" +
 	"\x05relay\x18\x02 \x01(\v2\n" +
 	".actor.PIDR\x05relay\x12\x10\n" +
 	"\x03tag\x18\x03 \x01(\x04R\x03tag\x12/\n" +
-	"\x05since\x18\x04 \x01(\v2\x19.topicast.actors.PositionR\x05since\"\x80\x01\n" +
+	"\x05since\x18\x04 \x01(\v2\x19.topicast.actors.PositionR\x05since\x12\x16\n" +
+	"\x06rejoin\x18\x05 \x01(\bR\x06rejoin\x12:\n" +
+	"\vrelay_since\x18\x06 \x01(\v2\x19.topicast.actors.PositionR\n" +
+	"relaySince\"\xee\x01\n" +
 	"\fJoinResponse\x12\x10\n" +
 	"\x03tag\x18\x01 \x01(\x04R\x03tag\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x12\n" +
 	"\x04head\x18\x03 \x01(\x04R\x04head\x12\x1c\n" +
 	"\trecovered\x18\x04 \x01(\bR\trecovered\x12\x16\n" +
-	"\x06frames\x18\x05 \x03(\fR\x06frames\"F\n" +
+	"\x06frames\x18\x05 \x03(\fR\x06frames\x12'\n" +
+	"\x0frelay_recovered\x18\x06 \x01(\bR\x0erelayRecovered\x12!\n" +
+	"\frelay_frames\x18\a \x03(\fR\vrelayFrames\x12 \n" +
+	"\x05topic\x18\b \x01(\v2\n" +
+	".actor.PIDR\x05topic\"F\n" +
 	"\fLeaveRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12 \n" +
 	"\x05relay\x18\x02 \x01(\v2\n" +
@@ -787,12 +1059,27 @@ const file_topic_proto_rawDesc = "" +
 	"\x0eHistoryRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
 	"\x05since\x18\x02 \x01(\x04R\x05since\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\rR\x05limit\"q\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\"\x87\x01\n" +
 	"\x0fHistoryResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\tR\x05epoch\x12\x12\n" +
 	"\x04head\x18\x02 \x01(\x04R\x04head\x12\x1c\n" +
 	"\ttruncated\x18\x03 \x01(\bR\ttruncated\x12\x16\n" +
-	"\x06frames\x18\x04 \x03(\fR\x06framesB-Z+github.com/topicast/topicast/actors/actorpbb\x06proto3"
+	"\x06frames\x18\x04 \x03(\fR\x06frames\x12\x14\n" +
+	"\x05retry\x18\x05 \x01(\bR\x05retry\"h\n" +
+	"\x11ActivationRequest\x12\x1a\n" +
+	"\bidentity\x18\x01 \x01(\tR\bidentity\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12#\n" +
+	"\rtopology_hash\x18\x03 \x01(\x04R\ftopologyHash\"b\n" +
+	"\x12ActivationResponse\x12\x1c\n" +
+	"\x03pid\x18\x01 \x01(\v2\n" +
+	".actor.PIDR\x03pid\x12\x18\n" +
+	"\arefused\x18\x02 \x01(\bR\arefused\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\"a\n" +
+	"\x11ActivationStopped\x12\x1a\n" +
+	"\bidentity\x18\x01 \x01(\tR\bidentity\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n" +
+	"\x03pid\x18\x03 \x01(\v2\n" +
+	".actor.PIDR\x03pidB-Z+github.com/topicast/topicast/actors/actorpbb\x06proto3"
 
 var (
 	file_topic_proto_rawDescOnce sync.Once
@@ -806,32 +1093,39 @@ func file_topic_proto_rawDescGZIP() []byte {
 	return file_topic_proto_rawDescData
 }
 
-var file_topic_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_topic_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_topic_proto_goTypes = []any{
-	(*Position)(nil),        // 0: topicast.actors.Position
-	(*PublishItem)(nil),     // 1: topicast.actors.PublishItem
-	(*PublishRequest)(nil),  // 2: topicast.actors.PublishRequest
-	(*PublishResponse)(nil), // 3: topicast.actors.PublishResponse
-	(*ErrorInfo)(nil),       // 4: topicast.actors.ErrorInfo
-	(*JoinRequest)(nil),     // 5: topicast.actors.JoinRequest
-	(*JoinResponse)(nil),    // 6: topicast.actors.JoinResponse
-	(*LeaveRequest)(nil),    // 7: topicast.actors.LeaveRequest
-	(*Delivery)(nil),        // 8: topicast.actors.Delivery
-	(*HistoryRequest)(nil),  // 9: topicast.actors.HistoryRequest
-	(*HistoryResponse)(nil), // 10: topicast.actors.HistoryResponse
-	(*actor.PID)(nil),       // 11: actor.PID
+	(*Position)(nil),           // 0: topicast.actors.Position
+	(*PublishItem)(nil),        // 1: topicast.actors.PublishItem
+	(*PublishRequest)(nil),     // 2: topicast.actors.PublishRequest
+	(*PublishResponse)(nil),    // 3: topicast.actors.PublishResponse
+	(*ErrorInfo)(nil),          // 4: topicast.actors.ErrorInfo
+	(*JoinRequest)(nil),        // 5: topicast.actors.JoinRequest
+	(*JoinResponse)(nil),       // 6: topicast.actors.JoinResponse
+	(*LeaveRequest)(nil),       // 7: topicast.actors.LeaveRequest
+	(*Delivery)(nil),           // 8: topicast.actors.Delivery
+	(*HistoryRequest)(nil),     // 9: topicast.actors.HistoryRequest
+	(*HistoryResponse)(nil),    // 10: topicast.actors.HistoryResponse
+	(*ActivationRequest)(nil),  // 11: topicast.actors.ActivationRequest
+	(*ActivationResponse)(nil), // 12: topicast.actors.ActivationResponse
+	(*ActivationStopped)(nil),  // 13: topicast.actors.ActivationStopped
+	(*actor.PID)(nil),          // 14: actor.PID
 }
 var file_topic_proto_depIdxs = []int32{
 	1,  // 0: topicast.actors.PublishRequest.items:type_name -> topicast.actors.PublishItem
 	4,  // 1: topicast.actors.PublishResponse.error:type_name -> topicast.actors.ErrorInfo
-	11, // 2: topicast.actors.JoinRequest.relay:type_name -> actor.PID
+	14, // 2: topicast.actors.JoinRequest.relay:type_name -> actor.PID
 	0,  // 3: topicast.actors.JoinRequest.since:type_name -> topicast.actors.Position
-	11, // 4: topicast.actors.LeaveRequest.relay:type_name -> actor.PID
-	5,  // [5:5] is the sub-list for method output_type
-	5,  // [5:5] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	0,  // 4: topicast.actors.JoinRequest.relay_since:type_name -> topicast.actors.Position
+	14, // 5: topicast.actors.JoinResponse.topic:type_name -> actor.PID
+	14, // 6: topicast.actors.LeaveRequest.relay:type_name -> actor.PID
+	14, // 7: topicast.actors.ActivationResponse.pid:type_name -> actor.PID
+	14, // 8: topicast.actors.ActivationStopped.pid:type_name -> actor.PID
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_topic_proto_init() }
@@ -845,7 +1139,7 @@ func file_topic_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_topic_proto_rawDesc), len(file_topic_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

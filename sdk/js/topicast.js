@@ -1,72 +1,853 @@
 // topicast.js: the browser client of topicast (docs/protocol.md).
-// One ES module, no build step. Served by the server at /topicast.js.
+// One ES module, no build step. The server serves it at /topicast.js.
 //
-//   import { connect } from "/topicast.js";
-//   const client = await connect();            // same origin as the page
-//   client.subscribe("scores", (msg) => console.log(msg.seq, msg.data));
-//   await client.publish("chat", { text: "hi" });
+//   import { connect } from "http://127.0.0.1:8080/topicast.js";
+//   const client = await connect({ url: "http://127.0.0.1:8080", onEvent: (e) => console.log(e) });
+//   const sub = client.subscribe("scores", (msg) => console.log(msg.seq, msg.data));
+//   await sub.ready;                            // the server confirmed it
+//   const { epoch, seq } = await client.publish("chat", { text: "hi" });
+//   sub.unsubscribe();
 //   client.close();
+//
+// Transports, tried in options.transports order (default all three):
+//   "webtransport"  when /v1/info offers it and the browser has WebTransport; a
+//                   development certificate is pinned with serverCertificateHashes.
+//   "websocket"     GET /ws.
+//   "sse"           EventSource on GET /v1/sse with every subscribed topic. SSE only
+//                   receives: publish() rejects with code "unavailable" over it.
+// The client remembers which transport worked and tries it first again. Chromium does
+// not see the code of a WebTransport session the server closes (webtransport-go v0.13.0
+// resets the session's CONNECT stream): such closes read as 1006, and a session that
+// ends before its first frame makes the client try the next transport.
+//
+// subscribe(topic, onMessage, {since: {epoch, seq}, delivery: "datagram"}): since
+// recovers what came after a position kept from sub.position; "datagram" asks
+// WebTransport for lossy, latest-wins delivery (seq never goes backwards).
+//
+// Delivery: each subscription's handler gets every message of its topic once, in seq
+// order, across reconnections: the client reconnects with exponential backoff and full
+// jitter, resubscribes with since = the last (epoch, seq) delivered, and drops repeats.
+// When continuity is lost all the same, onEvent gets {type: "reset", recovered: false}
+// (the history did not reach back far enough) or {type: "reset", reason: "new epoch"}
+// (the topic restarted); deliveries go on from there, resync the topic on your own.
+//
+// Events given to options.onEvent (always with a `type`):
+//   connected {transport}         disconnected {transport, code, reason}
+//   reset {topic, epoch, seq, reason, recovered}   gap {topic, epoch, seq}
+//   subscription_ended {topic, code, message}      error {code, message}
+//   closed {code, reason}: the client stopped for good (1009, 4009, or 4001 without
+//   tokenFunc); calls reject from then on.
 
+const DEFAULTS = {
+  transports: ["webtransport", "websocket", "sse"],
+  minBackoff: 100, // ms: the ceiling of the first retry's random wait
+  maxBackoff: 10000, // ms: the largest ceiling
+  connectTimeout: 10000, // ms: one connection attempt
+  pingAfter: 25000, // ms without traffic before the client pings
+  silenceTimeout: 60000, // ms without a frame before the client gives up a connection
+};
+
+const TOPIC = /^[A-Za-z0-9_\-.:/]{1,200}$/;
+
+// Codes after which reconnecting cannot help (4001 too, unless tokenFunc can get a new token).
+const TERMINAL = new Set([1009, 4009]);
+
+/** TopicastError is what calls reject with; code is a protocol error code or "closed". */
+export class TopicastError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "TopicastError";
+    this.code = code;
+  }
+}
+
+/**
+ * connect opens a client and resolves once one transport is up. It rejects when every
+ * transport failed once.
+ * @param {object} [options] url (http(s) base, default location.origin), token or
+ *   tokenFunc (async () => jwt, called for each connection), transports, onEvent,
+ *   minBackoff, maxBackoff, connectTimeout, pingAfter, silenceTimeout (ms).
+ */
 export async function connect(options = {}) {
-  const base = options.url || location.origin;
-  const client = new Client(base, options);
-  await client._open();
+  const client = new Client(options);
+  await client._start();
   return client;
 }
 
 class Client {
-  constructor(base, options) {
-    this.base = base.replace(/\/$/, "");
-    this.options = options;
-    this.nextId = 1;
-    this.pending = new Map();
-    this.subs = new Map();
-    this.closed = false;
+  constructor(options) {
+    const base = String(options.url || globalThis.location?.origin || "").replace(/\/+$/, "");
+    if (!/^https?:\/\//.test(base)) throw new TypeError("topicast: url must be an http(s) URL");
+    this._base = base;
+    this._o = { ...DEFAULTS };
+    for (const [k, v] of Object.entries(options)) if (v !== undefined && v !== null) this._o[k] = v;
+    this._transports = this._o.transports.filter((t) => t in OPENERS);
+    if (!this._transports.length) throw new TypeError("topicast: no known transport in options.transports");
+    this._onEvent = options.onEvent || null;
+    this._subs = new Map(); // topic -> Subscription
+    this._calls = new Map(); // id -> {kind, conn, sub?, resolve?, reject?}
+    this._waiting = []; // publishes waiting for a connection: {send, reject}
+    this._nextId = 0;
+    this._conn = null;
+    this._pref = 0; // index of the transport that worked last
+    this._closed = false;
+    this._err = null;
+    this._wake = null; // ends the backoff sleep early (close)
+    this._sseCursor = ""; // the last SSE event id: resumes every topic of an SSE stream
+    this._timer = null;
   }
 
-  _open() {
+  /** The current transport ("webtransport", "websocket", "sse"), or null while disconnected. */
+  get transport() {
+    return this._conn ? this._conn.name : null;
+  }
+
+  /**
+   * subscribe calls onMessage({topic, epoch, seq, ts, data}) for every message of topic
+   * from now (or after options.since = {epoch, seq}), once and in order. It returns a
+   * Subscription at once; its `ready` promise resolves when the server confirmed it
+   * and rejects if the server refused it. options.delivery "datagram" asks WebTransport
+   * for lossy, latest-wins delivery (other transports deliver every message).
+   */
+  subscribe(topic, onMessage, options = {}) {
+    if (!TOPIC.test(topic)) throw new TypeError(`topicast: bad topic ${JSON.stringify(topic)}`);
+    if (typeof onMessage !== "function") throw new TypeError("topicast: subscribe needs a handler");
+    if (this._err) throw this._err;
+    if (this._subs.has(topic)) throw new TypeError(`topicast: already subscribed to ${topic}`);
+    const s = new Subscription(this, topic, onMessage, options);
+    this._subs.set(topic, s);
+    if (this._conn) this._sendSub(this._conn, s);
+    return s;
+  }
+
+  /** publish sends data (any JSON value) to topic; it resolves to {epoch, seq}. */
+  publish(topic, data) {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.base.replace(/^http/, "ws") + "/ws");
-      this.ws = ws;
-      ws.onopen = () => resolve();
-      ws.onerror = () => reject(new Error("topicast: cannot connect"));
-      ws.onmessage = (e) => {
-        for (const line of String(e.data).split("\n")) {
-          if (line) this._frame(JSON.parse(line));
+      if (this._err) return reject(this._err);
+      if (!TOPIC.test(topic)) return reject(new TopicastError("bad_request", `topicast: bad topic ${JSON.stringify(topic)}`));
+      if (data === undefined) return reject(new TopicastError("bad_request", "topicast: publish needs data"));
+      const send = (cn) => {
+        if (!cn.canPublish) {
+          reject(new TopicastError("unavailable",
+            `topicast: cannot publish over ${cn.name}, which only receives; list "websocket" or "webtransport" in transports`));
+          return;
         }
+        const id = ++this._nextId;
+        this._calls.set(id, { kind: "pub", conn: cn, resolve: (f) => resolve({ epoch: f.epoch, seq: f.seq }), reject });
+        cn.send({ op: "pub", id, topic, data });
       };
-      ws.onclose = (e) => {
-        for (const p of this.pending.values()) p.reject(new Error(`topicast: closed (${e.code})`));
-        this.pending.clear();
-      };
+      if (this._conn) send(this._conn);
+      else this._waiting.push({ send, reject }); // sent on the next connection
     });
   }
 
-  _frame(f) {
-    if (f.op === "ping") { this.ws.send('{"op":"pong"}'); return; }
-    if (f.op === "msg") { const s = this.subs.get(f.topic); if (s) s(f); return; }
-    if (f.id && this.pending.has(f.id)) {
-      const p = this.pending.get(f.id);
-      this.pending.delete(f.id);
-      if (f.op === "error") p.reject(Object.assign(new Error(f.message), { code: f.code }));
-      else p.resolve(f);
+  /** close closes the connection and stops the client; pending calls reject. */
+  close() {
+    if (this._closed) return;
+    this._terminate(new TopicastError("closed", "topicast: client closed"));
+    const cn = this._conn;
+    this._conn = null;
+    if (cn) cn.close(1000, "");
+  }
+
+  // --- connection management ---
+
+  _emit(ev) {
+    if (!this._onEvent || this._closed && ev.type !== "closed") return;
+    try {
+      this._onEvent(ev);
+    } catch (e) {
+      report(e);
     }
   }
 
-  _request(cmd) {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.ws.send(JSON.stringify({ ...cmd, id }));
+  _terminate(err) {
+    if (this._closed) return;
+    this._closed = true;
+    this._err = err;
+    clearInterval(this._timer);
+    if (this._wake) this._wake();
+    for (const [id, cl] of this._calls) {
+      this._calls.delete(id);
+      if (cl.reject) cl.reject(err);
+    }
+    for (const w of this._waiting.splice(0)) w.reject(err);
+    for (const s of this._subs.values()) s._settle(err);
+  }
+
+  async _start() {
+    const errors = [];
+    for (let i = 0; i < this._transports.length; i++) {
+      try {
+        const cn = await this._open(this._transports[i]);
+        if (this._closed) {
+          cn.close(1000, "");
+          break;
+        }
+        this._pref = i;
+        this._attach(cn);
+        this._timer = setInterval(() => this._heartbeat(), this._tick());
+        this._run(cn).catch(report);
+        return;
+      } catch (e) {
+        errors.push(`${this._transports[i]}: ${e.message}`);
+      }
+    }
+    const err = new TopicastError("unavailable", `topicast: cannot connect to ${this._base} (${errors.join("; ")})`);
+    this._terminate(err);
+    throw err;
+  }
+
+  async _open(name) {
+    let token = this._o.token || "";
+    if (this._o.tokenFunc) token = await this._o.tokenFunc();
+    return OPENERS[name](this, token);
+  }
+
+  // _run serves connections until the client stops: after each one ends it reconnects
+  // with backoff, trying every transport once per round, the last good one first.
+  async _run(cn) {
+    let attempt = 0;
+    while (!this._closed) {
+      const info = await cn.closed;
+      this._detach(cn, info);
+      if (this._closed) return;
+      const terminal = TERMINAL.has(info.code) || (info.code === 4001 && !this._o.tokenFunc);
+      if (terminal) {
+        const err = new TopicastError(info.code === 4001 ? "unauthorized" : "closed",
+          `topicast: server closed with ${info.code}${info.reason ? ": " + info.reason : ""}`);
+        err.closeCode = info.code;
+        this._terminate(err);
+        this._emit({ type: "closed", code: info.code, reason: info.reason });
+        return;
+      }
+      this._emit({ type: "disconnected", transport: cn.name, code: info.code, reason: info.reason });
+      if (cn.gotFrame) attempt = 0; // that connection worked: start the backoff again
+      else if (cn.name === "webtransport" && (info.code === 0 || info.code === 1006)) {
+        // Browsers do not see the code of a WebTransport session that the server
+        // closed right away (4001, say): ask the next transport, which tells.
+        this._pref = (this._pref + 1) % this._transports.length;
+      }
+      let next = null;
+      while (!next) {
+        await this._sleep(backoff(attempt++, this._o.minBackoff, this._o.maxBackoff));
+        for (let i = 0; i < this._transports.length && !next; i++) {
+          if (this._closed) return;
+          const idx = (this._pref + i) % this._transports.length;
+          try {
+            next = await this._open(this._transports[idx]);
+            this._pref = idx;
+          } catch {
+            // try the next transport, then back off
+          }
+        }
+        if (this._closed) {
+          if (next) next.close(1000, "");
+          return;
+        }
+      }
+      cn = next;
+      this._attach(cn);
+    }
+  }
+
+  _sleep(ms) {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this._wake = done;
     });
   }
 
-  subscribe(topic, onMessage) {
-    this.subs.set(topic, onMessage);
-    return this._request({ op: "sub", topic });
+  _attach(cn) {
+    this._conn = cn;
+    cn.onFrame = (f, datagram) => this._frame(cn, f, datagram);
+    this._emit({ type: "connected", transport: cn.name });
+    for (const s of this._subs.values()) this._sendSub(cn, s);
+    for (const w of this._waiting.splice(0)) w.send(cn);
   }
 
-  publish(topic, data) { return this._request({ op: "pub", topic, data }); }
+  _detach(cn, info) {
+    if (this._conn === cn) this._conn = null;
+    const lost = new TopicastError("unavailable", `topicast: connection lost (${info.code}${info.reason ? " " + info.reason : ""}) before the answer`);
+    for (const [id, cl] of this._calls) {
+      if (cl.conn !== cn) continue;
+      this._calls.delete(id);
+      if (cl.resolve && cl.kind === "unsub") cl.resolve(); // nothing left to undo
+      else if (cl.reject) cl.reject(lost);
+    }
+    for (const s of this._subs.values()) {
+      if (s._sentOn === cn) s._sentOn = null;
+      if (s._activeOn === cn) s._activeOn = null;
+    }
+  }
 
-  close() { this.closed = true; this.ws.close(1000); }
+  _tick() {
+    const d = Math.min(...[this._o.pingAfter, this._o.silenceTimeout].filter((x) => x > 0).map((x) => x / 4), 1000);
+    return Math.max(d, 5);
+  }
+
+  _heartbeat() {
+    const cn = this._conn;
+    if (!cn || !cn.heartbeats) return;
+    const now = Date.now();
+    if (this._o.silenceTimeout > 0 && now - cn.lastRead >= this._o.silenceTimeout) {
+      cn.abort("server silent");
+      return;
+    }
+    const quiet = now - cn.lastRead >= this._o.pingAfter || now - cn.lastWrite >= this._o.pingAfter;
+    if (this._o.pingAfter > 0 && quiet && now - cn.lastPing >= this._o.pingAfter / 2) {
+      cn.lastPing = now;
+      cn.send({ op: "ping" });
+    }
+  }
+
+  // --- frames ---
+
+  _sendSub(cn, s) {
+    const id = ++this._nextId;
+    this._calls.set(id, { kind: "sub", conn: cn, sub: s });
+    s._sentOn = cn;
+    const f = { op: "sub", id, topic: s.topic };
+    if (s._datagram) {
+      if (cn.datagrams) f.delivery = "datagram"; // lossy: no recovery
+    } else if (s._pos) {
+      f.since = { epoch: s._pos.epoch, seq: s._pos.seq };
+    }
+    cn.send(f);
+  }
+
+  _frame(cn, f, datagram) {
+    cn.gotFrame = true;
+    cn.lastRead = Date.now();
+    switch (f.op) {
+      case "ping":
+        cn.send({ op: "pong" });
+        break;
+      case "msg":
+        this._onMsg(cn, f, datagram);
+        break;
+      case "ok":
+        this._onReply(cn, f, null);
+        break;
+      case "error": {
+        const err = new TopicastError(f.code, f.message || f.code);
+        if (f.id) this._onReply(cn, f, err);
+        else if (f.topic) this._onSubEnded(cn, f, err);
+        else this._emit({ type: "error", code: f.code, message: f.message });
+        break;
+      }
+      case "reset":
+        this._onReset(cn, f);
+        break;
+    }
+  }
+
+  // _onMsg delivers a message unless it repeats one: a seq at or below the last one
+  // delivered in the same epoch (recovery may overlap what was delivered).
+  _onMsg(cn, f, datagram) {
+    const s = this._subs.get(f.topic);
+    if (!s || s._activeOn !== cn) return; // not subscribed (any more, or yet) on cn
+    const p = s._pos;
+    if (p) {
+      if (f.epoch !== p.epoch) {
+        if (!s._datagram) this._emit({ type: "reset", topic: s.topic, epoch: f.epoch, seq: f.seq - 1, reason: "new epoch", recovered: false });
+      } else if (f.seq <= p.seq) {
+        return;
+      } else if (f.seq !== p.seq + 1 && !s._datagram && !datagram) {
+        this._emit({ type: "gap", topic: s.topic, epoch: p.epoch, seq: p.seq });
+      }
+    }
+    s._pos = { epoch: f.epoch, seq: f.seq };
+    try {
+      s._handler({ topic: f.topic, epoch: f.epoch, seq: f.seq, ts: f.ts, data: f.data });
+    } catch (e) {
+      report(e);
+    }
+  }
+
+  _onReset(cn, f) {
+    const s = this._subs.get(f.topic);
+    if (!s || s._activeOn !== cn) return;
+    s._pos = { epoch: f.epoch, seq: f.seq };
+    this._emit({ type: "reset", topic: s.topic, epoch: f.epoch, seq: f.seq, reason: f.reason || "new epoch", recovered: false });
+  }
+
+  _onReply(cn, f, err) {
+    const cl = this._calls.get(f.id);
+    if (!cl || cl.conn !== cn) return; // abandoned
+    this._calls.delete(f.id);
+    if (cl.kind === "sub") this._onSubReply(cn, cl.sub, f, err);
+    else if (err) cl.reject(err);
+    else cl.resolve(f);
+  }
+
+  _onSubReply(cn, s, f, err) {
+    if (this._subs.get(s.topic) !== s) return; // unsubscribed meanwhile
+    if (err) {
+      if (!s._confirmed) {
+        this._subs.delete(s.topic); // the first answer goes to ready
+        s._settle(err);
+      } else if (["unavailable", "rate_limited", "internal"].includes(err.code)) {
+        s._sentOn = null;
+        setTimeout(() => {
+          if (this._conn === cn && this._subs.get(s.topic) === s && !s._sentOn) this._sendSub(cn, s);
+        }, backoff(++s._retries, this._o.minBackoff, this._o.maxBackoff));
+      } else {
+        this._subs.delete(s.topic);
+        this._emit({ type: "subscription_ended", topic: s.topic, code: err.code, message: err.message });
+      }
+      return;
+    }
+    s._activeOn = cn;
+    s._retries = 0;
+    const p = s._pos;
+    if (s._datagram) {
+      if (!p || p.epoch !== f.epoch) s._pos = { epoch: f.epoch, seq: f.seq };
+    } else if (!p) {
+      s._pos = { epoch: f.epoch, seq: f.seq };
+    } else if (!(f.recovered === true && f.epoch === p.epoch)) {
+      // The missed messages are gone: go on live after the head.
+      s._pos = { epoch: f.epoch, seq: f.seq };
+      this._emit({ type: "reset", topic: s.topic, epoch: f.epoch, seq: f.seq, reason: "not recovered", recovered: false });
+    } // recovered: the missed messages follow, _onMsg drops repeats
+    s._settle(null);
+  }
+
+  _onSubEnded(cn, f, err) {
+    const s = this._subs.get(f.topic);
+    if (!s || (s._activeOn !== cn && s._sentOn !== cn)) return;
+    this._subs.delete(f.topic);
+    if (!s._confirmed) s._settle(err);
+    else this._emit({ type: "subscription_ended", topic: s.topic, code: err.code, message: err.message });
+  }
+
+  _unsubscribe(s) {
+    if (this._subs.get(s.topic) !== s) return Promise.resolve();
+    this._subs.delete(s.topic);
+    s._settle(new TopicastError("closed", "topicast: unsubscribed"));
+    const cn = this._conn;
+    if (!cn || s._sentOn !== cn) return Promise.resolve(); // nothing to undo
+    return new Promise((resolve, reject) => {
+      const id = ++this._nextId;
+      this._calls.set(id, {
+        kind: "unsub", conn: cn, resolve: () => resolve(),
+        // bad_request means "not subscribed": the server had ended it already
+        reject: (e) => (e.code === "bad_request" || e.code === "closed" ? resolve() : reject(e)),
+      });
+      cn.send({ op: "unsub", id, topic: s.topic });
+    });
+  }
+}
+
+/** Subscription is one topic's subscription; see Client.subscribe. */
+class Subscription {
+  constructor(client, topic, handler, options) {
+    this.topic = topic;
+    this._c = client;
+    this._handler = handler;
+    this._datagram = options.delivery === "datagram";
+    const since = options.since;
+    this._pos = since ? { epoch: String(since.epoch), seq: Number(since.seq) } : null;
+    this._sentOn = null;
+    this._activeOn = null;
+    this._confirmed = false;
+    this._retries = 0;
+    /** ready resolves to the subscription once the server confirmed it. */
+    this.ready = new Promise((resolve, reject) => {
+      this._resolve = resolve;
+      this._reject = reject;
+    });
+    this.ready.catch(() => {}); // a refusal also ends the subscription; awaiting ready is optional
+  }
+
+  /** position is {epoch, seq} of the last message delivered (or the head at subscription). */
+  get position() {
+    return this._pos ? { ...this._pos } : null;
+  }
+
+  /** unsubscribe ends the subscription; the handler is not called again. */
+  unsubscribe() {
+    return this._c._unsubscribe(this);
+  }
+
+  _settle(err) {
+    if (this._confirmed) return;
+    this._confirmed = true;
+    if (err) this._reject(err);
+    else this._resolve(this);
+  }
+}
+
+// --- transports ---
+//
+// A connection (conn) has: name, canPublish, datagrams, heartbeats, send(frame object),
+// close(code, reason), abort(reason), closed (a promise of {code, reason}), onFrame
+// (set by the client), and gotFrame, lastRead, lastWrite, lastPing.
+
+class BaseConn {
+  constructor(name) {
+    this.name = name;
+    this.canPublish = true;
+    this.datagrams = false;
+    this.heartbeats = true;
+    this.onFrame = () => {};
+    this.gotFrame = false;
+    this.lastRead = this.lastWrite = Date.now();
+    this.lastPing = 0;
+    this._done = false;
+    this.closed = new Promise((resolve) => (this._resolveClosed = resolve));
+  }
+
+  // _finish ends the connection once, with info {code, reason}.
+  _finish(info) {
+    if (this._done) return;
+    this._done = true;
+    this.onFrame = () => {};
+    this._resolveClosed(info);
+  }
+
+  abort(reason) {
+    this._finish({ code: 1006, reason });
+    this.close(1000, reason);
+  }
+
+  _lines(text, datagram) {
+    for (const line of text.split("\n")) {
+      if (!line.trim()) continue;
+      let f;
+      try {
+        f = JSON.parse(line);
+      } catch {
+        continue; // not JSON: ignored
+      }
+      this.onFrame(f, datagram);
+    }
+  }
+}
+
+class WSConn extends BaseConn {
+  constructor(ws) {
+    super("websocket");
+    this._ws = ws;
+    ws.onmessage = (e) => {
+      if (typeof e.data === "string") this._lines(e.data, false);
+    };
+    ws.onclose = (e) => this._finish({ code: e.code, reason: e.reason });
+  }
+
+  send(f) {
+    if (this._done || this._ws.readyState !== WebSocket.OPEN) return;
+    this.lastWrite = Date.now();
+    this._ws.send(JSON.stringify(f));
+  }
+
+  close(code, reason) {
+    try {
+      this._ws.close(code, reason);
+    } catch {
+      this._ws.close();
+    }
+  }
+}
+
+function openWebSocket(c, token) {
+  if (typeof WebSocket === "undefined") return Promise.reject(new Error("no WebSocket in this browser"));
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(c._base.replace(/^http/, "ws") + "/ws");
+    const timer = setTimeout(() => {
+      ws.close();
+      reject(new Error("timed out"));
+    }, c._o.connectTimeout);
+    ws.onopen = () => {
+      clearTimeout(timer);
+      const cn = new WSConn(ws);
+      if (token) cn.send({ op: "hello", token }); // first on the connection
+      resolve(cn);
+    };
+    ws.onerror = () => {}; // onclose follows
+    ws.onclose = (e) => {
+      clearTimeout(timer);
+      reject(new Error(`closed before it opened (${e.code})`));
+    };
+  });
+}
+
+class WTConn extends BaseConn {
+  constructor(wt, writer, reader) {
+    super("webtransport");
+    this.datagrams = true;
+    this._wt = wt;
+    this._writer = writer;
+    this._encoder = new TextEncoder();
+    wt.closed.then(
+      (i) => this._finish({ code: i.closeCode, reason: i.reason }),
+      (e) => this._finish({ code: 1006, reason: e.message }),
+    );
+    this._readStream(reader);
+    this._readDatagrams(wt.datagrams.readable.getReader());
+  }
+
+  async _readStream(reader) {
+    const decoder = new TextDecoder();
+    let buf = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += decoder.decode(value, { stream: true });
+        const end = buf.lastIndexOf("\n");
+        if (end < 0) continue;
+        this._lines(buf.slice(0, end), false); // NDJSON: complete lines only
+        buf = buf.slice(end + 1);
+      }
+      this._lost("the server ended the stream");
+    } catch (e) {
+      this._lost(e.message);
+    }
+  }
+
+  // _lost ends the connection after its stream failed; the session's close (and its
+  // code, 4008 say) usually comes with the stream's reset, so wait a little for it.
+  _lost(reason) {
+    setTimeout(() => {
+      if (this._done) return;
+      this._finish({ code: 1006, reason });
+      this.close(1000, "");
+    }, 500);
+  }
+
+  async _readDatagrams(reader) {
+    const decoder = new TextDecoder();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        this._lines(decoder.decode(value), true);
+      }
+    } catch {
+      // the session is gone; wt.closed reports it
+    }
+  }
+
+  send(f) {
+    if (this._done) return;
+    this.lastWrite = Date.now();
+    this._writer.write(this._encoder.encode(JSON.stringify(f) + "\n")).catch(() => {});
+  }
+
+  close(code, reason) {
+    try {
+      this._wt.close({ closeCode: code, reason: reason || "" });
+    } catch {
+      // closed already
+    }
+  }
+}
+
+async function openWebTransport(c, token) {
+  if (typeof WebTransport === "undefined") throw new Error("no WebTransport in this browser");
+  const info = await withTimeout(fetch(c._base + "/v1/info").then((r) => {
+    if (!r.ok) throw new Error(`GET /v1/info: ${r.status}`);
+    return r.json();
+  }), c._o.connectTimeout);
+  const wtInfo = info.webtransport;
+  if (!wtInfo || !wtInfo.url) throw new Error("the server does not offer WebTransport");
+  const opts = {};
+  if (wtInfo.certHash) {
+    const bytes = new Uint8Array(wtInfo.certHash.match(/[0-9a-f]{2}/gi).map((h) => parseInt(h, 16)));
+    opts.serverCertificateHashes = [{ algorithm: "sha-256", value: bytes }];
+  }
+  const wt = new WebTransport(wtInfo.url, opts);
+  wt.closed.catch(() => {}); // reported by the connection
+  try {
+    await withTimeout(wt.ready, c._o.connectTimeout);
+    const stream = await withTimeout(wt.createBidirectionalStream(), c._o.connectTimeout);
+    const cn = new WTConn(wt, stream.writable.getWriter(), stream.readable.getReader());
+    // The server sees the stream only once something was written on it.
+    cn.send(token ? { op: "hello", token } : { op: "ping" });
+    return cn;
+  } catch (e) {
+    try {
+      wt.close();
+    } catch {
+      // not open
+    }
+    throw e;
+  }
+}
+
+// SSEConn speaks the frame protocol over EventSource: it answers sub and unsub itself
+// from the stream's ready event, and restarts the stream (resuming with the last event
+// id as cursor) whenever the set of topics changes.
+class SSEConn extends BaseConn {
+  constructor(c, token) {
+    super("sse");
+    this.canPublish = false;
+    this.heartbeats = false; // the server's keep-alives are comments, invisible here
+    this._c = c;
+    this._token = token;
+    this._topics = new Map(); // topic -> {id, since} of a sub not answered yet, or null once answered
+    this._ready = null; // topics of the current stream's ready event
+    this._held = new Map(); // topic -> msg frames that came before the sub was answered
+    this._es = null;
+    this._restartPending = false;
+  }
+
+  // _start opens the stream for the current topics; it resolves at its ready event.
+  _start() {
+    if (this._es) this._es.close();
+    this._es = null;
+    this._ready = null;
+    const topics = [...this._topics.keys()];
+    if (!topics.length) return Promise.resolve();
+    const q = new URLSearchParams();
+    for (const t of topics) q.append("topic", t);
+    if (this._c._sseCursor) q.set("cursor", this._c._sseCursor);
+    if (this._token) q.set("token", this._token);
+    const es = new EventSource(`${this._c._base}/v1/sse?${q}`);
+    this._es = es;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => fail("timed out"), this._c._o.connectTimeout);
+      const fail = (reason) => {
+        clearTimeout(timer);
+        es.close();
+        if (this._es === es) this._finish({ code: 1006, reason: "sse: " + reason });
+        reject(new Error(reason));
+      };
+      es.onerror = (e) => {
+        if (typeof e.data === "string") {
+          // An "error" event of the server (an error frame), not a failure.
+          try {
+            this.onFrame(JSON.parse(e.data), false);
+          } catch {
+            // not JSON: ignored
+          }
+          return;
+        }
+        fail("the stream failed");
+      };
+      es.addEventListener("ready", (e) => {
+        clearTimeout(timer);
+        if (e.lastEventId) this._c._sseCursor = e.lastEventId;
+        try {
+          this._ready = JSON.parse(e.data).topics || {};
+        } catch {
+          fail("bad ready event");
+          return;
+        }
+        this.gotFrame = true;
+        this._answerAll();
+        resolve();
+      });
+      es.onmessage = (e) => {
+        let f;
+        try {
+          f = JSON.parse(e.data);
+        } catch {
+          return;
+        }
+        if (e.lastEventId) this._c._sseCursor = e.lastEventId;
+        this.lastRead = Date.now();
+        if (this._topics.get(f.topic)) {
+          const held = this._held.get(f.topic) || [];
+          held.push(f);
+          this._held.set(f.topic, held);
+          return;
+        }
+        this.onFrame(f, false);
+      };
+    });
+  }
+
+  // _answerAll answers the subs waiting for this stream's ready event, and reports
+  // topics whose resumption failed.
+  _answerAll() {
+    for (const [topic, pending] of this._topics) {
+      const r = this._ready[topic];
+      if (!r || (pending && !pending.id)) continue;
+      if (pending) {
+        const since = pending.since;
+        let recovered = r.recovered;
+        if (since && since.epoch === r.epoch && since.seq === r.seq) recovered = true; // nothing missed
+        if (since && recovered === undefined) recovered = false;
+        this._topics.set(topic, null);
+        const ok = { op: "ok", id: pending.id, topic, epoch: r.epoch, seq: r.seq };
+        if (since) ok.recovered = recovered;
+        this.onFrame(ok, false);
+        for (const f of this._held.get(topic) || []) this.onFrame(f, false);
+        this._held.delete(topic);
+      } else if (r.recovered === false) {
+        this.onFrame({ op: "reset", topic, epoch: r.epoch, seq: r.seq, reason: "not recovered" }, false);
+      }
+    }
+  }
+
+  _restart() {
+    if (this._restartPending) return;
+    this._restartPending = true;
+    queueMicrotask(() => {
+      this._restartPending = false;
+      if (!this._done) this._start().catch(() => {}); // a failure ends the connection
+    });
+  }
+
+  send(f) {
+    if (this._done) return;
+    if (f.op === "sub") {
+      this._topics.set(f.topic, { id: f.id, since: f.since });
+      if (this._ready && this._ready[f.topic]) queueMicrotask(() => !this._done && this._answerAll());
+      else this._restart();
+    } else if (f.op === "unsub") {
+      this._topics.delete(f.topic);
+      this._held.delete(f.topic);
+      queueMicrotask(() => this.onFrame({ op: "ok", id: f.id }, false));
+      this._restart();
+    } else if (f.op === "ping") {
+      queueMicrotask(() => this.onFrame({ op: "pong" }, false));
+    }
+  }
+
+  close() {
+    if (this._es) this._es.close();
+    this._es = null;
+    this._finish({ code: 1000, reason: "" });
+  }
+}
+
+async function openSSE(c, token) {
+  if (typeof EventSource === "undefined") throw new Error("no EventSource in this browser");
+  const cn = new SSEConn(c, token);
+  // id 0: the stream carries the topic, and its sub comes once the client attaches cn
+  // (its messages are held until then).
+  for (const s of c._subs.values()) cn._topics.set(s.topic, { id: 0, since: null });
+  await cn._start();
+  return cn;
+}
+
+const OPENERS = { webtransport: openWebTransport, websocket: openWebSocket, sse: openSSE };
+
+// --- helpers ---
+
+// backoff is the wait before the attempt-th consecutive retry: a random time in
+// [0, min(max, base * 2^attempt)] ("full jitter").
+function backoff(attempt, base, max) {
+  const ceil = Math.min(max, base * 2 ** Math.min(attempt, 30));
+  return Math.random() * ceil;
+}
+
+function withTimeout(promise, ms) {
+  let t;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => (t = setTimeout(() => reject(new Error("timed out")), ms))),
+  ]).finally(() => clearTimeout(t));
+}
+
+function report(e) {
+  if (typeof reportError === "function") reportError(e);
+  else setTimeout(() => { throw e; });
 }

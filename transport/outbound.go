@@ -69,6 +69,7 @@ type Outbound struct {
 	closeWith Disconnect
 	failErr   error
 	closed    bool
+	backlog   bool // the queue holds recovered frames: not timed in Metrics
 }
 
 // Init prepares o to write to conn. It must be called once, before use.
@@ -134,6 +135,7 @@ func (o *Outbound) WriteBacklog(frames [][]byte) error {
 		return ErrClosed
 	}
 	o.queue = append(o.queue, frames...)
+	o.backlog = true
 	return o.queuedLocked(o.bytes)
 }
 
@@ -266,10 +268,15 @@ func (o *Outbound) run() {
 		// socket still holds it.
 		taken := o.bytes
 		o.bytes = 0
+		backlog := o.backlog
+		o.backlog = false
 		o.mu.Unlock()
 
 		err := o.conn.WriteFrames(batch)
 		pendingTotal.Add(-int64(taken))
+		if err == nil {
+			Metrics.countWritten(batch, backlog)
+		}
 		clear(batch)
 		if err != nil {
 			d := Disconnect{}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/topicast/topicast/internal/loadbench"
 )
@@ -29,6 +30,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	transport := fs.String("transport", "ws", "client transport: ws")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	plot := fs.String("plot", "", "write an SVG plot (latency histogram, rates over time) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,12 +51,34 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		} else {
 			rep.WriteText(stdout)
 		}
+		if *plot != "" {
+			if perr := writePlot(*plot, rep); perr != nil {
+				return perr
+			}
+			fmt.Fprintf(stderr, "plot written to %s\n", *plot)
+		}
 	}
 	if err != nil {
 		return err
 	}
 	if !rep.OK() {
 		return errors.New("bench: an invariant failed (lost, gaps, duplicates or reordering); see the report")
+	}
+	return nil
+}
+
+// writePlot writes rep's SVG plot to path.
+func writePlot(path string, rep *loadbench.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--plot: %w", err)
+	}
+	if err := rep.WritePlot(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--plot: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("--plot: %w", err)
 	}
 	return nil
 }

@@ -76,6 +76,10 @@ type Report struct {
 
 	// Latency holds every delivery latency, for plots (Buckets).
 	Latency *Histogram `json:"-"`
+	// Timeline has the publish and delivery rates over the run, about one
+	// point a second from the start of the publish phase to the end of the
+	// drain, for plots.
+	Timeline []TimelinePoint `json:"timeline,omitempty"`
 }
 
 // ErrorCount is one distinct failure message and how often it happened.

@@ -69,9 +69,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.connect(ctx)
 	if r.connected.Load() > 0 && ctx.Err() == nil {
 		r.phase.Store(phasePublish)
+		tl := r.startTimeline()
 		r.publish(ctx)
 		r.phase.Store(phaseDrain)
 		r.drain(ctx)
+		r.timeline = tl.stop()
 	}
 	r.phase.Store(phaseClose)
 	r.close(ctx.Err() == nil)
@@ -111,6 +113,7 @@ type run struct {
 
 	// Written by Run's goroutine, read after the phases.
 	pubStart, pubEnd time.Duration // since base
+	timeline         []TimelinePoint
 }
 
 func newRun(cfg *Config) *run {
@@ -268,6 +271,7 @@ func (r *run) report() *Report {
 		PublishErrors: r.pub.failed.Load(),
 		Expected:      r.expected(),
 		Latency:       new(Histogram),
+		Timeline:      r.timeline,
 	}
 	if r.pubEnd > 0 {
 		rep.Unsent = max(r.pub.total-r.pub.attempted.Load(), 0)

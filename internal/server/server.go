@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"embed"
@@ -10,10 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/cluster"
+	"github.com/topicast/topicast/internal/metrics"
 	jsclient "github.com/topicast/topicast/sdk/js"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/httpapi"
@@ -38,6 +41,9 @@ type Config struct {
 	Node cluster.Config
 	// MaxQueue bounds each client's outbound queue in bytes.
 	MaxQueue int
+	// MaxBacklog is the delivery backlog in bytes above which HTTP publishes
+	// wait (httpapi.Config.MaxBacklog).
+	MaxBacklog int64
 	// WriteTimeout bounds one write to a client.
 	WriteTimeout time.Duration
 	// Keepalive configures heartbeats.
@@ -66,6 +72,9 @@ type Config struct {
 	WTTLS *tls.Config
 	// DrainTimeout bounds Close. Zero means DefaultDrainTimeout.
 	DrainTimeout time.Duration
+	// StatsInterval is how often the node publishes its stats to
+	// StatsTopic. Zero means DefaultStatsInterval; negative, never.
+	StatsInterval time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -82,6 +91,12 @@ type Server struct {
 	ws     *websocket.Handler
 	ln     net.Listener
 	served chan error
+
+	metrics *metrics.Metrics
+	stats   *statsPublisher // nil when off
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start starts the node and its listeners and returns once they accept
@@ -95,18 +110,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cfg.Node.Logger = cfg.Logger
 	logger := cfg.Logger
-	if cfg.Node.OnConnClosed == nil {
-		cfg.Node.OnConnClosed = func(info *transport.SessionInfo, cause error) {
-			if !logger.Enabled(context.Background(), slog.LevelDebug) {
-				return
-			}
-			attrs := []slog.Attr{slog.String("conn_id", info.ID), slog.String("transport", info.Transport)}
-			if d, ok := transport.AsDisconnect(cause); ok {
-				attrs = append(attrs, slog.Int("code", int(d.Code)), slog.String("reason", d.Reason))
-			} else if cause != nil {
-				attrs = append(attrs, slog.String("reason", cause.Error()))
-			}
-			logger.LogAttrs(context.Background(), slog.LevelDebug, "connection closed", attrs...)
+	var mx *metrics.Metrics // made once the node exists, before any session
+	onClosed := cfg.Node.OnConnClosed
+	cfg.Node.OnConnClosed = func(info *transport.SessionInfo, cause error) {
+		connClosed(logger, mx, info, cause)
+		if onClosed != nil {
+			onClosed(info, cause)
 		}
 	}
 	node, err := cluster.New(cfg.Node)
@@ -125,7 +134,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.Guard.Logger = logger
 	}
 	s := &Server{cfg: cfg, logger: logger, node: node, guard: actors.NewGuard(cfg.Guard), ln: ln, served: make(chan error, 1)}
-	accept := s.guard.Wrap(node.Accept)
+	mx = metrics.New(metrics.Config{Node: node, Version: cluster.Version})
+	s.metrics = mx
+	counted := countAccept(logger, mx, node.Accept)
+	accept := s.guard.Wrap(counted)
 	s.ka = transport.NewKeepalive(cfg.Keepalive)
 	origins := transport.NewOriginPolicy(cfg.AllowedOrigins)
 	maxMessage := cfg.Node.MaxMessage
@@ -166,25 +178,29 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	})
 	mux.Handle("GET /ws", s.ws)
 	api := httpapi.New(httpapi.Config{
-		Backend:      node,
-		Info:         s.Info,
-		APIKeys:      cfg.APIKeys,
-		PublishRate:  cfg.PublishRate,
-		PublishBurst: cfg.PublishBurst,
-		Origins:      origins,
-		MaxMessage:   maxMessage,
-		Logger:       logger,
+		Backend:         node,
+		Info:            s.Info,
+		APIKeys:         cfg.APIKeys,
+		AuthorizeClient: s.guard.AuthorizeHTTP,
+		PublishRate:     cfg.PublishRate,
+		PublishBurst:    cfg.PublishBurst,
+		Origins:         origins,
+		MaxMessage:      maxMessage,
+		MaxBacklog:      cfg.MaxBacklog,
+		Logger:          logger,
 	})
 	api.Register(mux)
 	mux.Handle("GET /v1/sse", api.CORS(sse.NewHandler(sse.Config{
-		Accept:          node.Accept,
+		Accept:          accept,
+		Authorize:       s.guard.AuthorizeHTTP,
 		CheckOrigin:     origins.Allow,
 		MaxPendingBytes: cfg.MaxQueue,
 		WriteTimeout:    cfg.WriteTimeout,
 		Logger:          logger,
 	})))
 	mux.Handle("GET /v1/poll", api.CORS(poll.NewHandler(poll.Config{
-		Accept:          node.Accept,
+		Accept:          accept,
+		Authorize:       s.guard.AuthorizeHTTP,
 		History:         node,
 		CheckOrigin:     origins.Allow,
 		MaxPendingBytes: cfg.MaxQueue,
@@ -197,6 +213,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	mux.Handle("GET /", http.FileServerFS(web))
 	mux.Handle("GET /topicast.js", api.CORS(jsclient.Handler()))
+	mux.Handle("GET /metrics", mx.Handler())
 
 	s.http = &http.Server{
 		Handler:           mux,
@@ -204,6 +221,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	go func() { s.served <- s.http.Serve(ln) }()
+	if cfg.StatsInterval >= 0 {
+		s.stats = startStats(node, mx, cmp.Or(cfg.StatsInterval, DefaultStatsInterval), logger)
+	}
 
 	if len(cfg.APIKeys) == 0 {
 		logger.Warn("no --api-key: anyone who reaches the HTTP port may publish")
@@ -287,10 +307,20 @@ func (s *Server) WebTransportURL() string {
 
 // Close drains the node: it stops accepting, closes every client with 1001
 // after what is queued for it, and stops, within the drain timeout.
+// Close may be called more than once; later calls return the first one's
+// result.
 func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Server) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
 	s.logger.Info("shutting down", slog.Duration("drain_timeout", s.cfg.DrainTimeout))
+	if s.stats != nil {
+		s.stats.close()
+	}
 	shut := make(chan error, 1)
 	go func() { shut <- s.http.Shutdown(ctx) }()
 	var errs []error

@@ -1,0 +1,38 @@
+// Package metrics exposes a node's counters: Prometheus text on GET /metrics,
+// and the per-second Stats that the server publishes to the sys:stats topic.
+//
+// The hot paths never touch this package. The outbound writers and the actors
+// add to plain atomics in transport.Metrics; a Metrics reads them when
+// Prometheus scrapes and when the server samples once a second. Only
+// per-connection events (a session opened, closed with a code) come through
+// here, from the server's wiring.
+//
+// # Usage
+//
+//	m := metrics.New(metrics.Config{Node: node, Version: cluster.Version})
+//	mux.Handle("GET /metrics", m.Handler())
+//	w := metrics.NewWindow(time.Minute)
+//	w.Add(m.Sample()) // once a second
+//	stats := w.Stats(node.Name())
+//
+// Metrics is goroutine-safe. A Window is not: one goroutine owns it.
+//
+// # Metric names
+//
+//	topicast_connections{transport}             gauge    open sessions
+//	topicast_connections_opened_total{transport} counter
+//	topicast_connections_closed_total{code,reason} counter closes by close code
+//	topicast_subscriptions{transport}           gauge    subscriptions on this node
+//	topicast_topics_active                      gauge    topic actors on this node
+//	topicast_topics_subscribed                  gauge    topics with subscribers on this node
+//	topicast_publishes_total                    counter  messages numbered by this node's topics
+//	topicast_deliveries_total                   counter  msg frames written to clients
+//	topicast_delivery_latency_seconds           histogram publish ("ts") to write
+//	topicast_outbound_queue_bytes               gauge    bytes queued for clients, not yet written
+//	topicast_history_messages                   gauge    messages retained for recovery
+//	topicast_cluster_members                    gauge    members this node sees
+//	topicast_node_info{node,version}            gauge    always 1
+//
+// plus the Go runtime (go_*) and process (process_*) collectors. Counters
+// count per process.
+package metrics

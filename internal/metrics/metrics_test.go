@@ -1,0 +1,116 @@
+package metrics
+
+import (
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/topicast/topicast/transport"
+	"github.com/topicast/topicast/transport/wire"
+)
+
+type fakeNode struct{}
+
+func (fakeNode) Name() string { return "n1" }
+func (fakeNode) Members() int { return 3 }
+func (fakeNode) Relays() int  { return 2 }
+
+func TestCloseLabels(t *testing.T) {
+	for _, c := range []struct {
+		cause        error
+		code, reason string
+	}{
+		{nil, "1000", "ended"},
+		{errors.New("read: connection reset"), "1006", "network"},
+		{transport.DisconnectShutdown, "1001", "shutdown"},
+		{transport.DisconnectSilent, "1001", "silent"},
+		{transport.DisconnectSlow, "4008", "queue_full"},
+		{transport.DisconnectWriteSlow, "4008", "write_timeout"},
+		{transport.DisconnectTooLarge, "1009", "too_large"},
+		{transport.DisconnectNormal, "1000", "client"},
+		{transport.Disconnect{Code: 3333}, "other", "client"},
+		{transport.Disconnect{Code: wire.CloseUnauthorized, Reason: "token expired"}, "4001", "server"},
+	} {
+		code, reason := CloseLabels(c.cause)
+		require.Equal(t, c.code+"/"+c.reason, code+"/"+reason, "%v", c.cause)
+	}
+}
+
+func TestExportedBoundsAreBuckets(t *testing.T) {
+	bounds := make(map[time.Duration]bool)
+	for _, b := range transport.LatencyBounds() {
+		bounds[b] = true
+	}
+	for _, us := range exportedBoundsUs {
+		require.True(t, bounds[time.Duration(us)*time.Microsecond], "%d us is not a bucket bound", us)
+	}
+}
+
+func TestHandler(t *testing.T) {
+	m := New(Config{Node: fakeNode{}, Version: "v9"})
+	m.ConnOpened(&transport.SessionInfo{Transport: "ws"})
+	m.ConnClosed(&transport.SessionInfo{Transport: "ws"}, transport.DisconnectSlow)
+	require.Equal(t, uint64(1), m.SlowConsumerCloses())
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`topicast_cluster_members 3`,
+		`topicast_topics_subscribed 2`,
+		`topicast_node_info{node="n1",version="v9"} 1`,
+		`topicast_connections_closed_total{code="4008",reason="queue_full"} 1`,
+		`topicast_delivery_latency_seconds_bucket{le="0.0005"}`,
+		`topicast_delivery_latency_seconds_bucket{le="+Inf"}`,
+		`# TYPE topicast_deliveries_total counter`,
+		`go_goroutines`,
+	} {
+		require.Contains(t, body, want)
+	}
+	require.False(t, strings.Contains(body, `transport="other"`), "no series for an unused transport")
+}
+
+func TestQuantile(t *testing.T) {
+	var s transport.LatencySnapshot
+	_, ok := Quantile(&s, 0.5)
+	require.False(t, ok)
+	// 100 values in (0, 250us], 100 in (1ms, 1.5ms].
+	s.Counts[0] = 100
+	s.Counts[4] = 100
+	p50, ok := Quantile(&s, 0.5)
+	require.True(t, ok)
+	require.Equal(t, 250*time.Microsecond, p50)
+	p99, _ := Quantile(&s, 0.99)
+	require.InDelta(t, float64(1490*time.Microsecond), float64(p99), float64(10*time.Microsecond))
+	s = transport.LatencySnapshot{}
+	s.Counts[transport.NumLatencyBuckets-1] = 5
+	p, _ := Quantile(&s, 0.99)
+	require.Equal(t, 10*time.Second, p, "the unbounded bucket reports its lower bound")
+}
+
+func TestWindow(t *testing.T) {
+	w := NewWindow(time.Minute)
+	require.Equal(t, "n", w.Stats("n").Node)
+	start := time.Unix(1_700_000_000, 0)
+	for i := range 90 {
+		s := Sample{Time: start.Add(time.Duration(i) * time.Second), Publishes: uint64(10 * i), Deliveries: uint64(100 * i),
+			Conns: map[string]int64{"ws": 1}}
+		if i >= 80 { // deliveries at 2 ms for the last 10 s only
+			s.Latency.Counts[5] = uint64(100 * (i - 79))
+		}
+		w.Add(s)
+	}
+	require.Len(t, w.samples, 61, "a minute of samples and the one before")
+	st := w.Stats("n")
+	require.Equal(t, 10.0, st.PublishesPerSec)
+	require.Equal(t, 100.0, st.DeliveriesPerSec)
+	require.Equal(t, 60.0, st.LatencyWindow)
+	require.NotNil(t, st.LatencyP50)
+	require.InDelta(t, 1.75, *st.LatencyP50, 0.01)
+	require.Equal(t, start.Add(89*time.Second).UnixMilli(), st.Time)
+	require.Equal(t, int64(1), st.Connections["ws"])
+	require.NotNil(t, st.TopicList)
+}

@@ -1,0 +1,263 @@
+package transport
+
+import (
+	"bytes"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Metrics are the counters of this process that the hot paths update: the
+// outbound writers of every adapter and the actors. They are plain atomics,
+// with no label to resolve and nothing to allocate; internal/metrics reads
+// them for GET /metrics and the sys:stats topic. They count per process, so
+// several nodes in one process (tests) share them.
+var Metrics ProcessMetrics
+
+// Transport names of SessionInfo.Transport, in the order of the per-transport
+// counters. A name not listed counts as "other".
+var TransportNames = [...]string{"ws", "wt", "sse", "poll", "other"}
+
+const numTransports = len(TransportNames)
+
+func transportIndex(name string) int {
+	switch name {
+	case "ws":
+		return 0
+	case "wt":
+		return 1
+	case "sse":
+		return 2
+	case "poll":
+		return 3
+	}
+	return numTransports - 1
+}
+
+// ProcessMetrics is the type of Metrics. Its methods and fields are
+// goroutine-safe.
+type ProcessMetrics struct {
+	// Publishes counts the messages numbered by this process's topic actors
+	// (idempotent repeats excluded).
+	Publishes atomic.Uint64
+	// Deliveries counts the msg frames the outbound writers wrote to
+	// clients (WebSocket, WebTransport streams, SSE). Long-poll answers and
+	// datagrams are not counted.
+	Deliveries atomic.Uint64
+	// TopicsActive is the number of topic actors running in this process.
+	TopicsActive atomic.Int64
+	// HistoryMessages is the number of messages the topic actors of this
+	// process retain in memory for recovery.
+	HistoryMessages atomic.Int64
+	// Latency is the delivery latency: from a message's publish time (its
+	// "ts") to the write that delivered it.
+	Latency LatencyHistogram
+
+	conns  [numTransports]atomic.Int64
+	opened [numTransports]atomic.Uint64
+	subs   [numTransports]atomic.Int64
+
+	topicMu sync.Mutex
+	// Guarded by topicMu: local subscribers per topic, only topics with one
+	// at least.
+	topicSubs map[string]int
+}
+
+// ConnOpened counts a session of the named transport as open.
+func (m *ProcessMetrics) ConnOpened(transport string) {
+	i := transportIndex(transport)
+	m.conns[i].Add(1)
+	m.opened[i].Add(1)
+}
+
+// ConnClosed counts a session of the named transport as closed.
+func (m *ProcessMetrics) ConnClosed(transport string) { m.conns[transportIndex(transport)].Add(-1) }
+
+// Subscribed counts delta subscriptions (1 or -1) of a session of the named
+// transport to topic on this node. It takes a lock: call it per subscribe
+// and unsubscribe, never per message.
+func (m *ProcessMetrics) Subscribed(transport, topic string, delta int) {
+	m.subs[transportIndex(transport)].Add(int64(delta))
+	m.topicMu.Lock()
+	defer m.topicMu.Unlock()
+	if m.topicSubs == nil {
+		m.topicSubs = make(map[string]int)
+	}
+	n := m.topicSubs[topic] + delta
+	if n <= 0 {
+		delete(m.topicSubs, topic)
+		return
+	}
+	m.topicSubs[topic] = n
+}
+
+// TopicStopped counts a topic actor as stopped, with the messages its history
+// held.
+func (m *ProcessMetrics) TopicStopped(historyLen int) {
+	m.TopicsActive.Add(-1)
+	m.HistoryMessages.Add(-int64(historyLen))
+}
+
+// Conns returns the open sessions per transport, in TransportNames order.
+func (m *ProcessMetrics) Conns() (out [numTransports]int64) {
+	for i := range out {
+		out[i] = m.conns[i].Load()
+	}
+	return out
+}
+
+// Opened returns the sessions opened since the process started, per
+// transport, in TransportNames order.
+func (m *ProcessMetrics) Opened() (out [numTransports]uint64) {
+	for i := range out {
+		out[i] = m.opened[i].Load()
+	}
+	return out
+}
+
+// Subscriptions returns the subscriptions per transport, in TransportNames
+// order.
+func (m *ProcessMetrics) Subscriptions() (out [numTransports]int64) {
+	for i := range out {
+		out[i] = m.subs[i].Load()
+	}
+	return out
+}
+
+// TopicSubscribers is a topic and its subscribers on this node.
+type TopicSubscribers struct {
+	Topic       string
+	Subscribers int
+}
+
+// TopTopics returns the n topics with the most local subscribers, most
+// first, ties by name; and the number of topics with local subscribers.
+func (m *ProcessMetrics) TopTopics(n int) (top []TopicSubscribers, total int) {
+	m.topicMu.Lock()
+	all := make([]TopicSubscribers, 0, len(m.topicSubs))
+	for t, c := range m.topicSubs {
+		all = append(all, TopicSubscribers{t, c})
+	}
+	m.topicMu.Unlock()
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].Subscribers != all[j].Subscribers {
+			return all[i].Subscribers > all[j].Subscribers
+		}
+		return all[i].Topic < all[j].Topic
+	})
+	return all[:min(n, len(all))], len(all)
+}
+
+// latencyBounds are the upper bounds of the latency buckets, in
+// microseconds. internal/metrics exports a subset of them to Prometheus, so
+// that set must stay a subset.
+var latencyBounds = [...]uint64{
+	250, 500, 750, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 7500,
+	10_000, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000, 60_000, 75_000,
+	100_000, 150_000, 200_000, 250_000, 300_000, 400_000, 500_000, 600_000, 750_000,
+	1_000_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000, 4_000_000, 5_000_000,
+	7_500_000, 10_000_000,
+}
+
+// NumLatencyBuckets is the number of latency buckets, the last one
+// unbounded.
+const NumLatencyBuckets = len(latencyBounds) + 1
+
+// LatencyBounds returns the upper bounds of the latency buckets but the last
+// (unbounded) one.
+func LatencyBounds() []time.Duration {
+	out := make([]time.Duration, len(latencyBounds))
+	for i, b := range latencyBounds {
+		out[i] = time.Duration(b) * time.Microsecond
+	}
+	return out
+}
+
+// LatencyHistogram counts delivery latencies in fixed buckets. It is
+// goroutine-safe; the zero value is ready.
+type LatencyHistogram struct {
+	counts [NumLatencyBuckets]atomic.Uint64
+	sumUs  atomic.Uint64
+}
+
+// LatencySnapshot is a copy of a LatencyHistogram's counts.
+type LatencySnapshot struct {
+	// Counts per bucket (not cumulative), the bounds of LatencyBounds.
+	Counts [NumLatencyBuckets]uint64
+	// Sum of the latencies, in microseconds.
+	SumMicros uint64
+}
+
+// Observe counts n deliveries of latency d.
+func (h *LatencyHistogram) Observe(d time.Duration, n uint64) {
+	h.observe(uint64(max(d, 0)/time.Microsecond), n)
+}
+
+func (h *LatencyHistogram) observe(us, n uint64) {
+	i := sort.Search(len(latencyBounds), func(i int) bool { return latencyBounds[i] >= us })
+	h.counts[i].Add(n)
+	h.sumUs.Add(us * n)
+}
+
+// Snapshot copies the counts into s. Counts are read one by one while writers
+// may go on: the copy is consistent enough for monitoring.
+func (h *LatencyHistogram) Snapshot(s *LatencySnapshot) {
+	for i := range h.counts {
+		s.Counts[i] = h.counts[i].Load()
+	}
+	s.SumMicros = h.sumUs.Load()
+}
+
+var (
+	msgPrefix = []byte(`{"op":"msg",`)
+	tsField   = []byte(`,"ts":`)
+)
+
+// countWritten counts the msg frames of a batch that a writer has written,
+// and their latency from the "ts" of the batch's last msg frame: one parse
+// per batch, nothing allocated. A batch holding recovered messages (backlog)
+// is counted but not timed: those messages are old by design.
+func (m *ProcessMetrics) countWritten(batch [][]byte, backlog bool) {
+	var n uint64
+	var last []byte
+	for _, f := range batch {
+		if bytes.HasPrefix(f, msgPrefix) {
+			n++
+			last = f
+		}
+	}
+	if n == 0 {
+		return
+	}
+	m.Deliveries.Add(n)
+	if backlog {
+		return
+	}
+	ts, ok := frameTS(last)
+	if !ok {
+		return
+	}
+	// ts has millisecond resolution: take the middle of its millisecond.
+	us := time.Now().UnixMicro() - ts*1000 - 500
+	m.Latency.observe(uint64(max(us, 0)), n)
+}
+
+// frameTS reads the "ts" of a msg frame made by wire.AppendMsg, where it
+// follows the topic and the epoch (neither may hold a quote).
+func frameTS(f []byte) (int64, bool) {
+	i := bytes.Index(f, tsField)
+	if i < 0 {
+		return 0, false
+	}
+	var ts int64
+	digits := 0
+	for _, c := range f[i+len(tsField):] {
+		if c < '0' || c > '9' {
+			break
+		}
+		ts = ts*10 + int64(c-'0')
+		digits++
+	}
+	return ts, digits > 0 && digits < 19
+}

@@ -17,6 +17,10 @@ log() { printf '\n== %s\n' "$*"; }
 # --- what the tests need -----------------------------------------------------
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# test/cluster and cluster/redisstore start their own etcd and redis-server
+# (throwaway, on free loopback ports); nothing is started globally.
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive
@@ -49,8 +53,10 @@ log "fuzz (a few seconds per target)"
 fuzz() { # package target
   go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-5s}" "$1"
 }
-for target in $(go test -list '^Fuzz' ./transport/wire/ | grep '^Fuzz'); do
-  fuzz ./transport/wire/ "$target"
+for pkg in ./transport/wire/ ./transport/auth/; do
+  for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
+    fuzz "$pkg" "$target"
+  done
 done
 
 log "all tests passed"

@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 
 	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/cluster"
 	"github.com/topicast/topicast/internal/server"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/webtransport"
+	"github.com/topicast/topicast/transport/httpapi"
 	"github.com/topicast/topicast/transport/websocket"
+	"github.com/topicast/topicast/transport/webtransport"
 )
 
 // Main is the serve command: flags, wiring and lifetime of one node.
@@ -37,16 +40,22 @@ func (m *Main) ParseFlags(args []string) error {
 	c := &m.cfg
 	var apiKeys, origins stringList
 	var wt, tlsCert, tlsKey string
+	var tokenSecret, tokenSecretFile string
 	fs := flag.NewFlagSet("topicast serve", flag.ContinueOnError)
 	fs.SetOutput(m.stderr)
 	fs.StringVar(&c.HTTPAddr, "http", "127.0.0.1:8080", "HTTP listen address (WebSocket, publish API, page)")
 	fs.StringVar(&c.Node.ClusterAddr, "cluster-addr", cluster.DefaultClusterAddr, "host:port of the node's cluster (protoactor remote) endpoint")
 	fs.StringVar(&c.Node.Name, "node", "", "node name (default: made from the cluster address)")
+	var peers, etcdURLs string
+	fs.StringVar(&peers, "peers", "", "static cluster: members' cluster addresses host:port,... (each also listens on its cluster port + 1 for membership checks)")
+	fs.StringVar(&etcdURLs, "etcd", "", "dynamic cluster: etcd endpoints http://host:port,...")
+	fs.StringVar(&c.Node.Redis, "redis", "", "durable topic history in Redis (redis://host:port/db): topics survive a node's death")
 	fs.IntVar(&c.Node.Topic.HistorySize, "history-size", actors.DefaultHistorySize, "messages kept per topic for recovery (0: none)")
 	fs.DurationVar(&c.Node.Topic.HistoryTTL, "history-ttl", actors.DefaultHistoryTTL, "how long a message is kept for recovery")
 	fs.DurationVar(&c.Node.Topic.IdleCheck, "topic-idle-check", actors.DefaultIdleCheck, "how long a topic without traffic waits before it considers stopping")
 	fs.IntVar(&c.Node.MaxMessage, "max-message", cluster.DefaultMaxMessage, "largest message data in bytes")
 	fs.IntVar(&c.MaxQueue, "max-queue", transport.DefaultMaxPendingBytes, "bytes queued for a client before it is closed as a slow consumer (4008)")
+	fs.Int64Var(&c.MaxBacklog, "max-backlog", httpapi.DefaultMaxBacklog, "bytes queued for all clients above which POST /v1/publish waits (backpressure; -1: never)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", websocket.DefaultWriteTimeout, "bound of one write to a client; hitting it closes the client (4008)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "how long shutdown waits for clients to be closed")
 	fs.StringVar(&wt, "wt", webtransport.DefaultAddr, `WebTransport (HTTP/3, UDP) listen address, or "off"`)
@@ -54,6 +63,15 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&tlsKey, "tls-key", "", "key (PEM) of --tls-cert")
 	fs.Var(&apiKeys, "api-key", "API key that POST /v1/publish requires (repeatable)")
 	fs.Var(&origins, "allowed-origin", "browser origin allowed besides the server's own and localhost (repeatable)")
+	fs.StringVar(&tokenSecret, "token-secret", "", "secret that signs client tokens (JWT, HS256); without it every client may subscribe and publish everywhere")
+	fs.StringVar(&tokenSecretFile, "token-secret-file", "", "file holding --token-secret (keeps it out of the process list)")
+	fs.DurationVar(&c.Guard.HelloTimeout, "hello-timeout", actors.DefaultHelloTimeout, "time a client without ?token= has to send hello when tokens are required (4009)")
+	fs.IntVar(&c.Guard.MaxConns, "max-conns", actors.DefaultMaxConns, "WebSocket and WebTransport clients per node; more are closed with 4029 (0: no limit)")
+	fs.IntVar(&c.Guard.MaxSubscriptions, "max-subscriptions", actors.DefaultMaxSubscriptions, "subscriptions per connection; more are refused with bad_request (0: no limit)")
+	fs.Float64Var(&c.Guard.CommandRate, "command-rate", actors.DefaultCommandRate, "commands per second per connection; more get rate_limited (0: no limit)")
+	fs.IntVar(&c.Guard.CommandBurst, "command-burst", actors.DefaultCommandBurst, "commands a connection may send at once; as many refused within a second close it (4029)")
+	fs.Float64Var(&c.PublishRate, "publish-rate", httpapi.DefaultPublishRate, "messages per second per API key on POST /v1/publish; more get 429 (0: no limit)")
+	fs.IntVar(&c.PublishBurst, "publish-burst", httpapi.DefaultPublishBurst, "messages an API key may publish at once")
 	fs.StringVar(&m.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&m.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -62,6 +80,7 @@ func (m *Main) ParseFlags(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
 	}
+	c.Node.Peers, c.Node.Etcd = splitList(peers), splitList(etcdURLs)
 	if c.Node.Topic.HistorySize < 0 || c.Node.MaxMessage <= 0 || c.MaxQueue <= 0 || c.Node.Topic.HistoryTTL <= 0 {
 		return errors.New("--history-size must be >= 0; --max-message, --max-queue and --history-ttl > 0")
 	}
@@ -69,6 +88,9 @@ func (m *Main) ParseFlags(args []string) error {
 		c.Node.Topic.HistorySize = -1 // 0 on the command line keeps none; in the config it means the default
 	}
 	c.APIKeys, c.AllowedOrigins = apiKeys, origins
+	if err := m.limits(tokenSecret, tokenSecretFile); err != nil {
+		return err
+	}
 	if wt != "off" {
 		c.WTAddr = wt
 	}
@@ -88,6 +110,53 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	c.Logger = logger
 	return nil
+}
+
+// limits checks the guard's flags and reads the token secret. On the
+// command line 0 disables a limit; in the config it means the default.
+func (m *Main) limits(secret, secretFile string) error {
+	c := &m.cfg
+	if secret != "" && secretFile != "" {
+		return errors.New("--token-secret and --token-secret-file exclude each other")
+	}
+	if secretFile != "" {
+		b, err := os.ReadFile(secretFile)
+		if err != nil {
+			return fmt.Errorf("--token-secret-file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+		if secret == "" {
+			return errors.New("--token-secret-file: the file is empty")
+		}
+	}
+	c.Guard.TokenSecret = []byte(secret)
+	if c.Guard.HelloTimeout <= 0 || c.Guard.CommandBurst <= 0 || c.PublishBurst <= 0 {
+		return errors.New("--hello-timeout, --command-burst and --publish-burst must be > 0")
+	}
+	if c.Guard.MaxConns <= 0 {
+		c.Guard.MaxConns = -1
+	}
+	if c.Guard.MaxSubscriptions <= 0 {
+		c.Guard.MaxSubscriptions = -1
+	}
+	if c.Guard.CommandRate <= 0 {
+		c.Guard.CommandRate = -1
+	}
+	if c.PublishRate <= 0 {
+		c.PublishRate = -1
+	}
+	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func newLogger(w io.Writer, format, levelName string) (*slog.Logger, error) {

@@ -216,9 +216,9 @@ var (
 
 // countWritten counts the msg frames of a batch that a writer has written,
 // and their latency from the "ts" of the batch's last msg frame: one parse
-// per batch, nothing allocated. A batch holding recovered messages (backlog)
-// is counted but not timed: those messages are old by design.
-func (m *ProcessMetrics) countWritten(batch [][]byte, backlog bool) {
+// per batch, nothing allocated. An untimed batch is only counted: one that
+// holds recovered messages (old by design), or one left out of the sample.
+func (m *ProcessMetrics) countWritten(batch [][]byte, untimed bool) {
 	var n uint64
 	var last []byte
 	for _, f := range batch {
@@ -231,7 +231,7 @@ func (m *ProcessMetrics) countWritten(batch [][]byte, backlog bool) {
 		return
 	}
 	m.Deliveries.Add(n)
-	if backlog {
+	if untimed {
 		return
 	}
 	ts, ok := frameTS(last)

@@ -156,7 +156,7 @@ var (
 	descSubTopics = prometheus.NewDesc("topicast_topics_subscribed", "Topics with subscribers on this node.", nil, nil)
 	descPublishes = prometheus.NewDesc("topicast_publishes_total", "Messages numbered by this node's topic actors (idempotent repeats excluded).", nil, nil)
 	descDeliver   = prometheus.NewDesc("topicast_deliveries_total", "Message frames written to clients (WebSocket, WebTransport streams, SSE).", nil, nil)
-	descLatency   = prometheus.NewDesc("topicast_delivery_latency_seconds", "Time from a message's publish to its write to a client (millisecond resolution; recoveries excluded).", nil, nil)
+	descLatency   = prometheus.NewDesc("topicast_delivery_latency_seconds", "Time from a message's publish to its write to a client, sampled on one written batch in eight per connection (millisecond resolution; recoveries excluded).", nil, nil)
 	descQueue     = prometheus.NewDesc("topicast_outbound_queue_bytes", "Bytes queued for clients and not yet written.", nil, nil)
 	descHistory   = prometheus.NewDesc("topicast_history_messages", "Messages the topic actors of this node retain for recovery.", nil, nil)
 	descMembers   = prometheus.NewDesc("topicast_cluster_members", "Cluster members this node sees.", nil, nil)

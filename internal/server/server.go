@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"sync"
 	"time"
 
@@ -214,6 +216,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	mux.Handle("GET /", http.FileServerFS(web))
 	mux.Handle("GET /topicast.js", api.CORS(jsclient.Handler()))
 	mux.Handle("GET /metrics", mx.Handler())
+	if os.Getenv("TOPICAST_DEBUG_PPROF") != "" {
+		// Profiles for performance work: off unless asked for, since they
+		// expose internals on the public port.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		logger.Warn("TOPICAST_DEBUG_PPROF is set: /debug/pprof/ is served on the HTTP port")
+	}
 
 	s.http = &http.Server{
 		Handler:           mux,

@@ -161,6 +161,8 @@ type session struct {
 	// wmu serializes writes: the Outbound's writer and the reader's control
 	// replies (pong).
 	wmu sync.Mutex
+	// deadline is the write deadline set last. Guarded by wmu.
+	deadline time.Time
 }
 
 var _ transport.Session = (*session)(nil)
@@ -188,7 +190,7 @@ func (s *session) WriteFrames(frames [][]byte) error {
 		b = append(b, f...)
 	}
 	s.wmu.Lock()
-	err := s.conn.SetWriteDeadline(time.Now().Add(s.timeout))
+	err := s.renewDeadlineLocked()
 	if err == nil {
 		_, err = s.conn.Write(b)
 	}
@@ -214,7 +216,8 @@ func (s *session) WriteClose(d transport.Disconnect) {
 	body = append(body, reason...)
 	frame := append(appendHeader(make([]byte, 0, 4+len(body)), ws.OpClose, len(body)), body...)
 	s.wmu.Lock()
-	if s.conn.SetWriteDeadline(time.Now().Add(closeTimeout)) == nil {
+	s.deadline = time.Now().Add(closeTimeout)
+	if s.conn.SetWriteDeadline(s.deadline) == nil {
 		_, _ = s.conn.Write(frame) // best effort: the connection closes either way
 	}
 	s.wmu.Unlock()
@@ -247,11 +250,24 @@ func (s *session) writeControl(op ws.OpCode, payload []byte) error {
 	frame := append(appendHeader(make([]byte, 0, 2+len(payload)), op, len(payload)), payload...)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if err := s.conn.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil {
+	if err := s.renewDeadlineLocked(); err != nil {
 		return err
 	}
 	_, err := s.conn.Write(frame)
 	return err
+}
+
+// renewDeadlineLocked keeps a write deadline between half the write timeout
+// and the whole of it ahead. Moving a deadline costs a runtime timer update,
+// so it is moved only when half of it has gone: a blocked write fails after
+// timeout/2 to timeout. s.wmu must be held.
+func (s *session) renewDeadlineLocked() error {
+	now := time.Now()
+	if s.deadline.Sub(now) >= s.timeout/2 {
+		return nil
+	}
+	s.deadline = now.Add(s.timeout)
+	return s.conn.SetWriteDeadline(s.deadline)
 }
 
 // appendHeader appends an unmasked, final frame header (server frames are

@@ -18,9 +18,8 @@ import (
 // countingSession counts what it is given and keeps nothing, so a benchmark
 // measures the actors' path to the session, not a network.
 type countingSession struct {
-	info  transport.SessionInfo
-	n     *atomic.Int64
-	ready chan struct{}
+	info transport.SessionInfo
+	n    *atomic.Int64
 }
 
 func (s *countingSession) Write([]byte) error {

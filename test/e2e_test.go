@@ -204,8 +204,7 @@ func TestSlowClientClosedWhileOthersKeepUp(t *testing.T) {
 			go func() {
 				n := 0
 				c.Read(func(f []byte) {
-					var fr testutil.Frame
-					fr = testutil.Decode(t, f)
+					fr := testutil.Decode(t, f)
 					var sent int64
 					fmt.Sscanf(string(fr.Data), `{"sent":%d`, &sent)
 					latMu.Lock()

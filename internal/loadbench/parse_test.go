@@ -2,6 +2,7 @@ package loadbench
 
 import (
 	"encoding/json"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -224,7 +225,12 @@ func TestHandleFramePing(t *testing.T) {
 		s.handleFrame(wire.PingFrame)
 	}()
 	server.SetReadDeadline(time.Now().Add(5 * time.Second))
-	f, err := ws.ReadFrame(server)
+	hdr, err := ws.ReadHeader(server)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	f := ws.Frame{Header: hdr, Payload: make([]byte, hdr.Length)}
+	_, err = io.ReadFull(server, f.Payload)
 	if err != nil {
 		t.Fatalf("reading the answer: %v", err)
 	}

@@ -106,7 +106,6 @@ type poll struct {
 	// start at their heads.
 	cur       wire.Cursor
 	messages  [][]byte
-	bytes     int
 	truncated bool
 }
 

@@ -110,6 +110,25 @@ func (r *Relays) Len() int {
 	return len(r.m)
 }
 
+// relayFlush asks a relay to answer once it has handled what came before.
+type relayFlush struct{}
+
+// Flush waits until every relay has handed on the deliveries that reached it
+// before the call, or until timeout. A draining node calls it after the last
+// publish was answered and before it closes the sessions, so no message that
+// a publisher was told about is lost to the close.
+func (r *Relays) Flush(timeout time.Duration) {
+	r.mu.Lock()
+	futures := make([]*actor.Future, 0, len(r.m))
+	for _, e := range r.m {
+		futures = append(futures, r.system.Root.RequestFuture(e.pid, &relayFlush{}, timeout))
+	}
+	r.mu.Unlock()
+	for _, f := range futures {
+		_, _ = f.Result() // a relay that stopped meanwhile has nothing left to hand on
+	}
+}
+
 // send delivers msg to the relay of topic, starting one if needed.
 func (r *Relays) send(topic string, msg any) {
 	r.mu.Lock()
@@ -213,6 +232,10 @@ func (a *relayActor) Receive(c actor.Context) {
 		a.onDelivery(c, msg)
 	case *actorpb.JoinResponse:
 		a.onJoined(c, msg)
+	case *relayFlush:
+		// Every delivery that reached this relay before the flush has been
+		// handed to the sessions' queues by now.
+		c.Respond(msg)
 	case *joinRetry:
 		a.onJoinRetry(c, msg)
 	case *topicResolved:

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -114,6 +115,9 @@ type Node struct {
 	conns    *actors.Conns
 	ready    atomic.Bool
 	closed   atomic.Bool
+	// publishing is held shared by each Publish and exclusively by Close,
+	// which so waits for the publishes under way.
+	publishing sync.RWMutex
 }
 
 // New configures a node; Start starts it.
@@ -239,6 +243,17 @@ func (n *Node) Close(ctx context.Context) error {
 		return nil
 	}
 	n.ready.Store(false)
+	// Wait for the publishes under way, then for the relays to hand their
+	// deliveries to the sessions' queues: closing a session writes what is
+	// queued, so every message a publisher was answered for reaches its
+	// subscribers before their 1001.
+	n.publishing.Lock()
+	defer n.publishing.Unlock()
+	flush := n.cfg.RequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		flush = min(flush, time.Until(dl)/2)
+	}
+	n.relays.Flush(max(flush, time.Millisecond))
 	var err error
 	select {
 	case <-n.conns.CloseAll(transport.DisconnectShutdown):
@@ -256,6 +271,11 @@ func (n *Node) Close(ctx context.Context) error {
 // one topic go to its actor in one request, so a batch costs one round trip
 // per topic.
 func (n *Node) Publish(ctx context.Context, items []wire.PublishItem) ([]wire.PublishResult, error) {
+	if n.closed.Load() {
+		return nil, wire.Errorf(wire.CodeUnavailable, "node is shutting down")
+	}
+	n.publishing.RLock()
+	defer n.publishing.RUnlock()
 	if n.closed.Load() {
 		return nil, wire.Errorf(wire.CodeUnavailable, "node is shutting down")
 	}

@@ -26,6 +26,20 @@ const (
 	DefaultDialTimeout     = 10 * time.Second
 	DefaultConnectTimeout  = 2 * time.Minute
 	DefaultRequestTimeout  = 10 * time.Second
+
+	// DefaultWTDialConcurrency is the default DialConcurrency over
+	// WebTransport, where each setup costs a QUIC and TLS handshake and an
+	// HTTP/3 CONNECT.
+	DefaultWTDialConcurrency = 50
+)
+
+// Transports of Config.Transport.
+const (
+	// TransportWebSocket: one WebSocket connection per subscriber, to URL.
+	TransportWebSocket = "ws"
+	// TransportWebTransport: one QUIC connection, WebTransport session and
+	// bidirectional stream of NDJSON frames per subscriber, to WTURL.
+	TransportWebTransport = "wt"
 )
 
 // MaxSize is the largest Size: the server's default --max-message.
@@ -35,8 +49,22 @@ const MaxSize = 64 << 10
 // default; Run works on a copy with the defaults applied.
 type Config struct {
 	// URL is the server's WebSocket endpoint, ws://host:port/ws (or wss://).
-	// Zero: DefaultURL.
+	// Over WebTransport it only serves to derive PublishURL. Zero:
+	// DefaultURL.
 	URL string
+	// Transport is how subscribers connect: TransportWebSocket or
+	// TransportWebTransport. Zero: TransportWebSocket.
+	Transport string
+	// WTURL is the server's WebTransport endpoint, https://host:port/wt,
+	// used with TransportWebTransport. Zero: webtransport.url of
+	// GET PublishURL/v1/info.
+	WTURL string
+	// CertHash pins the WebTransport server's certificate: the hex SHA-256
+	// of its leaf certificate (colons allowed), checked instead of the
+	// chain and the names, as browsers do with serverCertificateHashes.
+	// Zero: webtransport.certHash of GET PublishURL/v1/info, if the server
+	// reports one; otherwise the chain is verified.
+	CertHash string
 	// PublishURL is the base of the server's HTTP API, http://host:port;
 	// publishes go to PublishURL + "/v1/publish". Zero: derived from URL
 	// (ws becomes http, wss becomes https, the path is dropped).
@@ -44,7 +72,7 @@ type Config struct {
 	// APIKey is sent as "Authorization: Bearer" on publishes. Zero: none.
 	APIKey string
 	// Token is a JWT for the subscribers, sent as ?token= on the WebSocket
-	// URL. Zero: none (a server without a secret).
+	// or WebTransport URL. Zero: none (a server without a secret).
 	Token string
 
 	// Conns is the number of subscriber connections. Zero: DefaultConns.
@@ -74,14 +102,18 @@ type Config struct {
 	// when the server is on 127.0.0.1: connections then come from
 	// 127.0.0.2, 127.0.0.3 and so on, SourceAddrs each, because one source
 	// address has only about 28,000 ephemeral ports towards one server
-	// port. It is ignored for other servers. Zero: DefaultConnsPerSource;
-	// negative: every connection uses the system's choice.
+	// port. It is ignored for other servers, and over WebTransport, where
+	// each subscriber has a UDP socket of its own. Zero:
+	// DefaultConnsPerSource; negative: every connection uses the system's
+	// choice.
 	SourceAddrs int
 	// DialConcurrency is the number of connections being set up at once.
-	// Zero: DefaultDialConcurrency.
+	// Zero: DefaultDialConcurrency, or DefaultWTDialConcurrency over
+	// WebTransport.
 	DialConcurrency int
 	// DialTimeout bounds the setup of one connection: TCP connect, upgrade
-	// and the reply to its sub. Zero: DefaultDialTimeout.
+	// and the reply to its sub (over WebTransport: QUIC handshake, session,
+	// stream and the reply). Zero: DefaultDialTimeout.
 	DialTimeout time.Duration
 	// ConnectTimeout bounds the whole connect phase; connections not up by
 	// then count as connect errors and the run goes on without them. Zero:
@@ -134,8 +166,14 @@ func (c Config) withDefaults() Config {
 	if c.SourceAddrs == 0 {
 		c.SourceAddrs = DefaultConnsPerSource
 	}
+	if c.Transport == "" {
+		c.Transport = TransportWebSocket
+	}
 	if c.DialConcurrency == 0 {
 		c.DialConcurrency = DefaultDialConcurrency
+		if c.Transport == TransportWebTransport {
+			c.DialConcurrency = DefaultWTDialConcurrency
+		}
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout
@@ -173,6 +211,11 @@ func (c Config) validate() error {
 		if !ok {
 			errs = append(errs, fmt.Errorf("loadbench: "+format, args...))
 		}
+	}
+	check(c.Transport == TransportWebSocket || c.Transport == TransportWebTransport,
+		"transport must be %s or %s, not %q", TransportWebSocket, TransportWebTransport, c.Transport)
+	if c.Transport == TransportWebTransport {
+		errs = append(errs, c.validateWT())
 	}
 	check(c.Conns > 0, "conns must be positive, not %d", c.Conns)
 	check(c.Topics > 0, "topics must be positive, not %d", c.Topics)

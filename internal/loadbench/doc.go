@@ -1,6 +1,6 @@
 // Package loadbench is the engine of `topicast bench`, the project's own load
-// tool: it drives a topicast server with real WebSocket subscribers and HTTP
-// publishers, measures delivery latency, and checks the protocol's delivery
+// tool: it drives a topicast server with real WebSocket or WebTransport
+// subscribers and HTTP publishers, measures delivery latency, and checks the protocol's delivery
 // guarantees while doing so.
 //
 // # What a run does
@@ -22,6 +22,16 @@
 //		return err
 //	}
 //	rep.WriteText(os.Stdout)
+//
+// # Transports
+//
+// Subscribers use WebSocket by default. With Transport
+// TransportWebTransport each one has a UDP socket, QUIC connection and
+// WebTransport session of its own, and one bidirectional stream on which it
+// writes its sub and reads NDJSON frames (answering pings with pongs). The
+// endpoint and the certificate to pin default to what GET /v1/info reports
+// (webtransport.url and certHash). Both transports share the parsing, the
+// checks and the latency accounting.
 //
 // # Latency
 //
@@ -46,7 +56,8 @@
 // Each connection costs one goroutine and a few KiB of buffers. Against a
 // server on 127.0.0.1, connections are spread over source addresses
 // 127.0.0.2 and up (Config.SourceAddrs), because one source address has only
-// about 28,000 ephemeral ports.
+// about 28,000 ephemeral ports. A WebTransport subscriber costs a UDP
+// socket (one file descriptor) and a handful of quic-go goroutines.
 //
 // Run is goroutine-safe and may run concurrently with itself; it joins every
 // goroutine it starts before it returns.

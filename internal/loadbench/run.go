@@ -46,13 +46,21 @@ var phaseNames = [...]string{"connecting", "publishing", "draining", "closing"}
 // Run returns after every goroutine it started ended. When ctx is done it
 // stops early and returns the report so far with context.Cause(ctx). It
 // returns ErrNoSubscribers (and a report) when no subscriber connected, and
-// an error without a report for an invalid cfg.
+// an error without a report for an invalid cfg or, over WebTransport, when
+// GET /v1/info cannot tell the endpoint cfg leaves zero.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	parent := ctx
+	var wt *wtClient
+	if cfg.Transport == TransportWebTransport {
+		var err error
+		if wt, err = newWTClient(ctx, &cfg); err != nil {
+			return nil, err
+		}
+	}
 	// Each phase is bounded on its own; this only guards against a phase
 	// that would not be.
 	limit := cfg.ConnectTimeout + cfg.DialTimeout + cfg.Duration + 2*cfg.Drain + cfg.RequestTimeout + closeGrace + 10*time.Second
@@ -60,6 +68,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer cancel()
 
 	r := newRun(&cfg)
+	r.wt = wt
 	progressDone := make(chan struct{})
 	var progress sync.WaitGroup
 	if cfg.Progress != nil {
@@ -77,6 +86,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	r.phase.Store(phaseClose)
 	r.close(ctx.Err() == nil)
+	if wt != nil {
+		wt.close()
+	}
 	close(progressDone)
 	progress.Wait()
 
@@ -103,6 +115,7 @@ type run struct {
 	errs   *errorLog
 	hists  []Histogram
 	pub    *publisher
+	wt     *wtClient // nil over WebSocket
 	phase  atomic.Int32
 
 	subs          []atomic.Pointer[subscriber] // nil until connected
@@ -152,7 +165,13 @@ func (r *run) connect(ctx context.Context) {
 					r.connectErrors.Add(1)
 					continue
 				}
-				s, err := dialSubscriber(ctx, r.cfg, i, r.topics, &r.hists[i%histShards], r.base)
+				var s *subscriber
+				var err error
+				if r.wt != nil {
+					s, err = r.wt.dial(ctx, r.cfg, i, r.topics, &r.hists[i%histShards], r.base)
+				} else {
+					s, err = dialSubscriber(ctx, r.cfg, i, r.topics, &r.hists[i%histShards], r.base)
+				}
 				if err != nil {
 					r.connectErrors.Add(1)
 					r.errs.add(err)

@@ -35,14 +35,16 @@ var aLongTimeAgo = time.Unix(1, 0)
 // errNotSubscribed is the reason of a connection whose sub was not answered.
 var errNotSubscribed = errors.New("loadbench: no reply to sub")
 
-// subscriber is one WebSocket connection subscribed to one topic.
+// subscriber is one WebSocket connection, or one WebTransport session,
+// subscribed to one topic.
 type subscriber struct {
 	topic int
-	conn  net.Conn
+	conn  net.Conn // WebSocket; nil over WebTransport
+	wt    *wtLink  // WebTransport; nil over WebSocket
 	hist  *Histogram
 	base  time.Time // start of the run, for lastDelivery
 
-	wmu sync.Mutex // guards writes to conn: the reader answers pings while Run closes
+	wmu sync.Mutex // guards writes to conn or wt: the reader answers pings while Run closes
 
 	// closing is set by Run before it ends the connection, so that the
 	// reader does not count the end as a disconnect.
@@ -132,7 +134,11 @@ func (s *subscriber) subscribe(topic string) error {
 
 // readLoop reads deliveries until the connection ends.
 func (s *subscriber) readLoop() {
-	defer s.conn.Close()
+	if s.wt != nil {
+		defer s.wt.release()
+	} else {
+		defer s.conn.Close()
+	}
 	for {
 		msg, err := s.readMessage()
 		if err != nil {
@@ -146,8 +152,12 @@ func (s *subscriber) readLoop() {
 }
 
 // readMessage returns the next data message, answering control frames on
-// the way. The slice is valid until the next call.
+// the way; over WebTransport, the lines received so far. The slice is valid
+// until the next call.
 func (s *subscriber) readMessage() ([]byte, error) {
+	if s.wt != nil {
+		return s.wt.lines.read()
+	}
 	for {
 		h, err := s.rd.NextFrame()
 		if err != nil {
@@ -204,6 +214,9 @@ func (s *subscriber) onControl(h ws.Header, r io.Reader) error {
 // write sends one frame as one Write, so that frames of the reader and of
 // Run never interleave.
 func (s *subscriber) write(op ws.OpCode, payload []byte, deadline time.Time) error {
+	if s.wt != nil {
+		return s.writeWT(op, payload, deadline)
+	}
 	b, err := ws.CompileFrame(ws.MaskFrame(ws.NewFrame(op, true, payload)))
 	if err != nil {
 		return err
@@ -274,6 +287,10 @@ func (s *subscriber) onMsg(frame []byte) {
 // server's echo when graceful, at once otherwise. The reader goroutine then
 // closes conn.
 func (s *subscriber) close(graceful bool, deadline time.Time) {
+	if s.wt != nil {
+		s.closeWT()
+		return
+	}
 	s.closing.Store(true)
 	if !graceful {
 		s.conn.SetReadDeadline(aLongTimeAgo)

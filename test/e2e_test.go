@@ -1,10 +1,12 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -204,9 +206,12 @@ func TestSlowClientClosedWhileOthersKeepUp(t *testing.T) {
 			go func() {
 				n := 0
 				c.Read(func(f []byte) {
-					fr := testutil.Decode(t, f)
+					// A cheap parse: 300,000 full JSON decodes under -race
+					// would measure the test, not the server.
 					var sent int64
-					fmt.Sscanf(string(fr.Data), `{"sent":%d`, &sent)
+					if i := bytes.Index(f, []byte(`"sent":`)); i >= 0 {
+						sent, _ = strconv.ParseInt(string(f[i+7:i+7+bytes.IndexByte(f[i+7:], ',')]), 10, 64)
+					}
 					latMu.Lock()
 					lat = append(lat, time.Since(time.Unix(0, sent)))
 					latMu.Unlock()
@@ -229,7 +234,7 @@ func TestSlowClientClosedWhileOthersKeepUp(t *testing.T) {
 		for range fast {
 			select {
 			case <-received:
-			case <-time.After(time.Minute):
+			case <-time.After(3 * time.Minute):
 				t.Fatal("fast clients did not get every message")
 			}
 		}

@@ -28,7 +28,7 @@ func TestCountWritten(t *testing.T) {
 		return wire.AppendMsg(nil, "t", "e", seq, ts, []byte(`{}`))
 	}
 	batch := [][]byte{wire.PongFrame, msg(1, now-2000), msg(2, now-5), wire.AppendOK(nil, 1)}
-	m.countWritten(batch, false)
+	m.countWritten(batch, false, new(uint64))
 	require.Equal(t, uint64(2), m.Deliveries.Load())
 	var s LatencySnapshot
 	m.Latency.Snapshot(&s)
@@ -40,7 +40,7 @@ func TestCountWritten(t *testing.T) {
 	require.InDelta(t, 2*5000, float64(s.SumMicros), 2*5000, "about 5 ms each")
 
 	// Recovered frames are delivered, not timed.
-	m.countWritten([][]byte{msg(3, now-60000)}, true)
+	m.countWritten([][]byte{msg(3, now-60000)}, true, new(uint64))
 	require.Equal(t, uint64(3), m.Deliveries.Load())
 	m.Latency.Snapshot(&s)
 	total = 0
@@ -50,7 +50,7 @@ func TestCountWritten(t *testing.T) {
 	require.Equal(t, uint64(2), total)
 
 	// No msg frame: nothing counted.
-	m.countWritten([][]byte{wire.PingFrame}, false)
+	m.countWritten([][]byte{wire.PingFrame}, false, new(uint64))
 	require.Equal(t, uint64(3), m.Deliveries.Load())
 }
 
@@ -60,7 +60,8 @@ func TestCountWrittenDoesNotAllocate(t *testing.T) {
 	for i := range batch {
 		batch[i] = wire.AppendMsg(nil, "topic."+strconv.Itoa(i), "epoch", uint64(i+1), time.Now().UnixMilli(), []byte(`{"n":1}`))
 	}
-	allocs := testing.AllocsPerRun(1000, func() { m.countWritten(batch, false) })
+	var sampled uint64
+	allocs := testing.AllocsPerRun(1000, func() { m.countWritten(batch, false, &sampled) })
 	require.Zero(t, allocs)
 }
 

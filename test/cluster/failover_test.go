@@ -110,7 +110,7 @@ func dialClients(t *testing.T, ctx context.Context, nodes []*node, all []*node, 
 				}
 			}
 			s := &sdkClient{idx: i, topics: clientTopics(i), pos: make(map[string]position), resets: make(map[string]int)}
-			s.pos = map[string]position{}
+			s.url = home.wsURL() // before Dial: its OnEvent may set it from another goroutine
 			c, err := sdk.Dial(gctx, home.wsURL(), sdk.Config{
 				FallbackURLs: fallbacks,
 				MinBackoff:   50 * time.Millisecond,
@@ -121,7 +121,6 @@ func dialClients(t *testing.T, ctx context.Context, nodes []*node, all []*node, 
 				return fmt.Errorf("client %d: %w", i, err)
 			}
 			s.c = c
-			s.url = home.wsURL()
 			for _, topic := range s.topics {
 				if _, err := c.Subscribe(gctx, topic, s.onMessage); err != nil {
 					return fmt.Errorf("client %d sub %s: %w", i, topic, err)

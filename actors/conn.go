@@ -134,10 +134,12 @@ func (h *connHandler) HandleFrame(frame []byte) {
 	if h.flooded {
 		return
 	}
-	cmd, err := wire.DecodeCommand(frame, h.maxData)
-	if h.limiter != nil && !h.allow(cmd, err) {
+	// Meter before decoding: a flooding client must cost as little as
+	// possible, and a refused command needs no parse beyond its id.
+	if h.limiter != nil && !h.allow(frame) {
 		return
 	}
+	cmd, err := wire.DecodeCommand(frame, h.maxData)
 	if err != nil {
 		h.root.Send(h.pid, &badFrame{err: wire.AsError(err)})
 		return
@@ -152,10 +154,10 @@ func (h *connHandler) HandleClosed(err error) {
 	}
 }
 
-// allow meters one command (decoded as cmd, or failed with err): over the
-// rate it answers rate_limited, and closes with 4029 a client that keeps
-// going.
-func (h *connHandler) allow(cmd *wire.Command, err error) bool {
+// allow meters one command: over the rate it answers rate_limited (echoing
+// the frame's id, read without a full decode), and closes with 4029 a client
+// that keeps going.
+func (h *connHandler) allow(frame []byte) bool {
 	ok, flood := h.limiter.allow(time.Now())
 	switch {
 	case ok:
@@ -164,13 +166,7 @@ func (h *connHandler) allow(cmd *wire.Command, err error) bool {
 		h.flooded = true
 		h.sess.Close(DisconnectFlood)
 	default:
-		var id uint64
-		if cmd != nil {
-			id = cmd.ID
-		} else {
-			id = wire.AsError(err).ID
-		}
-		_ = h.sess.Write(wire.AppendError(nil, &wire.Error{Code: wire.CodeRateLimited, ID: id,
+		_ = h.sess.Write(wire.AppendError(nil, &wire.Error{Code: wire.CodeRateLimited, ID: wire.PeekID(frame),
 			Message: "too many commands, slow down"})) // a closed session needs no error
 	}
 	return false

@@ -168,6 +168,27 @@ func parseUint(b []byte) (uint64, bool) {
 	return n, true
 }
 
+// PeekID returns the id of a client frame without decoding it, or 0: for
+// answering a frame that is refused before it is parsed (rate limits). It
+// reads the first "id": at the top of the object and may be fooled by a
+// crafted frame, which then only gets its error without an id.
+func PeekID(frame []byte) uint64 {
+	i := bytes.Index(frame, []byte(`"id":`))
+	if i < 0 {
+		return 0
+	}
+	rest := bytes.TrimLeft(frame[i+len(`"id":`):], " \t")
+	end := 0
+	for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+		end++
+	}
+	id, ok := parseUint(rest[:end])
+	if !ok {
+		return 0
+	}
+	return id
+}
+
 // quoteShort quotes s for an error message, cut to 32 bytes.
 func quoteShort(s string) string {
 	if len(s) > 32 {

@@ -168,3 +168,16 @@ func TestCodes(t *testing.T) {
 	require.False(t, CloseUnauthorized.Reconnect())
 	require.True(t, CloseSlowConsumer.Reconnect())
 }
+
+func TestPeekID(t *testing.T) {
+	for frame, want := range map[string]uint64{
+		`{"op":"sub","id":17,"topic":"a"}`: 17,
+		`{"id": 3,"op":"ping"}`:            3,
+		`{"op":"ping"}`:                    0,
+		`{"op":"ping","id":"x"}`:           0,
+		`{"op":"ping","id":-1}`:            0,
+		`not json`:                         0,
+	} {
+		require.Equal(t, want, PeekID([]byte(frame)), frame)
+	}
+}

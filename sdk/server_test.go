@@ -51,23 +51,12 @@ func TestMain(m *testing.M) {
 		code = 1
 	}
 	if code == 0 {
-		if err := goleak.Find(testutil.LeakOptions(leakOptions...)...); err != nil {
+		if err := goleak.Find(testutil.LeakOptions()...); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			code = 1
 		}
 	}
 	os.Exit(code)
-}
-
-// leakOptions ignore protoactor's throttle timers (actor/throttler.go,
-// NewThrottle): the first event of a period starts a goroutine that waits
-// for the period to end (10 s for dead letters, as cluster.New configures
-// them; 1 s for the gossiper's) and nothing stops it at shutdown. The node's
-// shutdown sends dead letters, so one is always running at the end. The
-// names are those of the inlined closures, the same with and without -race.
-var leakOptions = []goleak.Option{
-	goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
-	goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.(*Gossiper).StartGossiping.NewThrottle.func3.1"),
 }
 
 type serverOptions struct {

@@ -187,12 +187,7 @@ func (a *API) waitForBacklog(ctx context.Context) error {
 }
 
 // WriteError answers err as {"error":{"code","message"}} with its status.
-func WriteError(w http.ResponseWriter, err error) {
-	e := wire.AsError(err)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(e.Code.HTTPStatus())
-	_, _ = w.Write(wire.AppendErrorBody(nil, e))
-}
+func WriteError(w http.ResponseWriter, err error) { transport.WriteHTTPError(w, err) }
 
 func writeJSON(w http.ResponseWriter, body []byte) {
 	w.Header().Set("Content-Type", "application/json")

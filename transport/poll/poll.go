@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,31 +112,31 @@ type poll struct {
 // ServeHTTP answers one poll.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Origin") != "" && h.cfg.CheckOrigin != nil && !h.cfg.CheckOrigin(r) {
-		writeError(w, wire.Errorf(wire.CodeForbidden, "origin not allowed"))
+		transport.WriteHTTPError(w, wire.Errorf(wire.CodeForbidden, "origin not allowed"))
 		return
 	}
 	q := r.URL.Query()
-	topics, err := parseTopics(q["topic"], h.cfg.MaxTopics)
+	topics, err := transport.RequestTopics(q["topic"], h.cfg.MaxTopics)
 	if err != nil {
-		writeError(w, err)
+		transport.WriteHTTPError(w, err)
 		return
 	}
 	if h.cfg.Authorize != nil {
 		if err := h.cfg.Authorize(r, topics); err != nil {
-			writeError(w, err)
+			transport.WriteHTTPError(w, err)
 			return
 		}
 	}
 	timeout, err := h.parseTimeout(q.Get("timeout"))
 	if err != nil {
-		writeError(w, err)
+		transport.WriteHTTPError(w, err)
 		return
 	}
 	p := &poll{topics: topics}
 	if s := q.Get("cursor"); s != "" {
 		in, err := wire.DecodeCursor(s)
 		if err != nil {
-			writeError(w, err)
+			transport.WriteHTTPError(w, err)
 			return
 		}
 		for _, t := range topics {
@@ -149,7 +149,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	for attempt := 1; ; attempt++ {
 		if err := h.read(ctx, p); err != nil {
-			writeError(w, err)
+			transport.WriteHTTPError(w, err)
 			return
 		}
 		if len(p.messages) > 0 || p.truncated || !time.Now().Before(deadline) {
@@ -157,7 +157,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		again, err := h.wait(ctx, r, p, deadline)
 		if err != nil {
-			writeError(w, err)
+			transport.WriteHTTPError(w, err)
 			return
 		}
 		if !again || attempt == attempts {
@@ -254,7 +254,7 @@ func (h *Handler) wait(ctx context.Context, r *http.Request, p *poll, deadline t
 	var frame []byte
 	for i, t := range p.topics {
 		pos, _ := p.cur.Get(t)
-		frame = appendSub(frame[:0], uint64(i+1), t, &pos)
+		frame = wire.AppendSub(frame[:0], uint64(i+1), t, &pos)
 		handler.HandleFrame(frame)
 	}
 	timer := time.NewTimer(time.Until(deadline))
@@ -306,7 +306,7 @@ func (h *Handler) wait(ctx context.Context, r *http.Request, p *poll, deadline t
 					if subErr == nil {
 						subErr = &wire.Error{Code: wire.ParseErrorCode(rep.Code), Message: rep.Message}
 					}
-				} else if i := slicesIndex(p.topics, rep.Topic); i >= 0 {
+				} else if i := slices.Index(p.topics, rep.Topic); i >= 0 {
 					broken[i] = true
 					again = true
 				}
@@ -373,15 +373,6 @@ type reply struct {
 	Recovered bool   `json:"recovered"`
 }
 
-func slicesIndex(list []string, s string) int {
-	for i, x := range list {
-		if x == s {
-			return i
-		}
-	}
-	return -1
-}
-
 // writeAnswer writes {"messages":[...],"cursor":"...","truncated":...}.
 func writeAnswer(w http.ResponseWriter, p *poll) {
 	n := 64 + 300*len(p.topics)
@@ -404,49 +395,6 @@ func writeAnswer(w http.ResponseWriter, p *poll) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(b) // the client may be gone
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	e := wire.AsError(err)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(e.Code.HTTPStatus())
-	_, _ = w.Write(wire.AppendErrorBody(nil, e)) // the client may be gone
-}
-
-// parseTopics validates the topic= values of a request: at least one, at
-// most max, each a valid name; repeats are dropped. It answers a *wire.Error
-// with CodeBadRequest.
-func parseTopics(values []string, max int) ([]string, error) {
-	if len(values) == 0 {
-		return nil, wire.Errorf(wire.CodeBadRequest, "topic is missing: give one or more topic= parameters")
-	}
-	topics := make([]string, 0, len(values))
-	for _, t := range values {
-		if err := wire.ValidateTopic(t); err != nil {
-			return nil, err
-		}
-		if slicesIndex(topics, t) < 0 {
-			topics = append(topics, t)
-		}
-	}
-	if len(topics) > max {
-		return nil, wire.Errorf(wire.CodeBadRequest, "a request takes at most %d topics, not %d", max, len(topics))
-	}
-	return topics, nil
-}
-
-// appendSub appends the sub frame fed to the connection actor for a topic.
-func appendSub(dst []byte, id uint64, topic string, since *wire.Position) []byte {
-	dst = append(dst, `{"op":"sub","id":`...)
-	dst = strconv.AppendUint(dst, id, 10)
-	dst = append(dst, `,"topic":`...)
-	dst = wire.AppendString(dst, topic)
-	dst = append(dst, `,"since":{"epoch":`...)
-	dst = wire.AppendString(dst, since.Epoch)
-	dst = append(dst, `,"seq":`...)
-	dst = strconv.AppendUint(dst, since.Seq, 10)
-	return append(dst, "}}"...)
 }
 
 var sessionSeq atomic.Uint64
@@ -477,7 +425,7 @@ func newSession(r *http.Request, max int) *session {
 		ID:         "poll-" + strconv.FormatUint(sessionSeq.Add(1), 10),
 		Transport:  "poll",
 		RemoteAddr: r.RemoteAddr,
-		Token:      token(r),
+		Token:      transport.RequestToken(r),
 		Origin:     r.Header.Get("Origin"),
 	}
 	return s
@@ -544,13 +492,4 @@ func (s *session) Close(d transport.Disconnect) {
 	}
 	s.closed = true
 	s.cancel(d)
-}
-
-// token returns the client's token from ?token= or Authorization: Bearer.
-func token(r *http.Request) string {
-	if t := r.URL.Query().Get("token"); t != "" {
-		return t
-	}
-	t, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return t
 }

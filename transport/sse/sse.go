@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -90,18 +89,18 @@ var keepaliveFrame = []byte(": keepalive")
 // the session is closed.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Origin") != "" && h.cfg.CheckOrigin != nil && !h.cfg.CheckOrigin(r) {
-		writeError(w, wire.Errorf(wire.CodeForbidden, "origin not allowed"))
+		transport.WriteHTTPError(w, wire.Errorf(wire.CodeForbidden, "origin not allowed"))
 		return
 	}
 	q := r.URL.Query()
-	topics, err := parseTopics(q["topic"], h.cfg.MaxTopics)
+	topics, err := transport.RequestTopics(q["topic"], h.cfg.MaxTopics)
 	if err != nil {
-		writeError(w, err)
+		transport.WriteHTTPError(w, err)
 		return
 	}
 	if h.cfg.Authorize != nil {
 		if err := h.cfg.Authorize(r, topics); err != nil {
-			writeError(w, err)
+			transport.WriteHTTPError(w, err)
 			return
 		}
 	}
@@ -110,12 +109,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var cursor *wire.Cursor
 	if s := r.Header.Get("Last-Event-ID"); s != "" {
 		if cursor, err = wire.DecodeCursor(s); err != nil {
-			writeError(w, wire.Errorf(wire.CodeBadRequest, "Last-Event-ID: %s", wire.AsError(err).Message))
+			transport.WriteHTTPError(w, wire.Errorf(wire.CodeBadRequest, "Last-Event-ID: %s", wire.AsError(err).Message))
 			return
 		}
 	} else if s := q.Get("cursor"); s != "" {
 		if cursor, err = wire.DecodeCursor(s); err != nil {
-			writeError(w, err)
+			transport.WriteHTTPError(w, err)
 			return
 		}
 	}
@@ -142,7 +141,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ID:         "sse-" + strconv.FormatUint(sessionSeq.Add(1), 10),
 			Transport:  "sse",
 			RemoteAddr: r.RemoteAddr,
-			Token:      token(r),
+			Token:      transport.RequestToken(r),
 			Origin:     r.Header.Get("Origin"),
 		},
 	}
@@ -155,7 +154,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				s.pos[i].resume, s.pos[i].since = true, p
 			}
 		}
-		subs[i] = appendSub(nil, uint64(i+1), topic, since)
+		subs[i] = wire.AppendSub(nil, uint64(i+1), topic, since)
 	}
 	// SSE sessions are not given to the Keepalive: the client never sends,
 	// so the silence rule would close every one of them.
@@ -184,71 +183,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	<-s.Context().Done()
 	s.Wait() // the writer must be gone before the ResponseWriter is
 	handler.HandleClosed(s.cause())
-}
-
-// parseTopics validates the topic= values of a request: at least one, at
-// most max, each a valid name; repeats are dropped. It answers a *wire.Error
-// with CodeBadRequest.
-func parseTopics(values []string, max int) ([]string, error) {
-	if len(values) == 0 {
-		return nil, wire.Errorf(wire.CodeBadRequest, "topic is missing: give one or more topic= parameters")
-	}
-	topics := make([]string, 0, len(values))
-	for _, t := range values {
-		if err := wire.ValidateTopic(t); err != nil {
-			return nil, err
-		}
-		if !contains(topics, t) {
-			topics = append(topics, t)
-		}
-	}
-	if len(topics) > max {
-		return nil, wire.Errorf(wire.CodeBadRequest, "a request takes at most %d topics, not %d", max, len(topics))
-	}
-	return topics, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// appendSub appends the sub frame the adapter feeds the connection actor
-// for one topic of a stream.
-func appendSub(dst []byte, id uint64, topic string, since *wire.Position) []byte {
-	dst = append(dst, `{"op":"sub","id":`...)
-	dst = strconv.AppendUint(dst, id, 10)
-	dst = append(dst, `,"topic":`...)
-	dst = wire.AppendString(dst, topic)
-	if since != nil {
-		dst = append(dst, `,"since":{"epoch":`...)
-		dst = wire.AppendString(dst, since.Epoch)
-		dst = append(dst, `,"seq":`...)
-		dst = strconv.AppendUint(dst, since.Seq, 10)
-		dst = append(dst, '}')
-	}
-	return append(dst, '}')
-}
-
-// token returns the client's token from ?token= or Authorization: Bearer.
-func token(r *http.Request) string {
-	if t := r.URL.Query().Get("token"); t != "" {
-		return t
-	}
-	t, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return t
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	e := wire.AsError(err)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(e.Code.HTTPStatus())
-	_, _ = w.Write(wire.AppendErrorBody(nil, e)) // the client may be gone
 }
 
 // topicState is what a stream knows of one topic before it is ready.

@@ -159,3 +159,21 @@ func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// AppendSub appends a client's sub frame, with since when it is not nil.
+// Adapters that subscribe on a client's behalf (SSE, polling) feed it to the
+// connection actor.
+func AppendSub(dst []byte, id uint64, topic string, since *Position) []byte {
+	dst = append(dst, `{"op":"sub","id":`...)
+	dst = strconv.AppendUint(dst, id, 10)
+	dst = append(dst, `,"topic":`...)
+	dst = AppendString(dst, topic)
+	if since != nil {
+		dst = append(dst, `,"since":{"epoch":`...)
+		dst = AppendString(dst, since.Epoch)
+		dst = append(dst, `,"seq":`...)
+		dst = strconv.AppendUint(dst, since.Seq, 10)
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}

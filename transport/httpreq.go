@@ -21,6 +21,27 @@ func RequestToken(r *http.Request) string {
 	return t
 }
 
+// CheckTopicRequest checks what a streaming or polling request needs before
+// anything else: an allowed Origin (checkOrigin may be nil), a valid topic=
+// list of at most maxTopics, and the caller's authorization of those topics
+// (authorize may be nil). It answers the topics, or the *wire.Error to send.
+func CheckTopicRequest(r *http.Request, checkOrigin func(*http.Request) bool, maxTopics int,
+	authorize func(*http.Request, []string) error) ([]string, error) {
+	if r.Header.Get("Origin") != "" && checkOrigin != nil && !checkOrigin(r) {
+		return nil, wire.Errorf(wire.CodeForbidden, "origin not allowed")
+	}
+	topics, err := RequestTopics(r.URL.Query()["topic"], maxTopics)
+	if err != nil {
+		return nil, err
+	}
+	if authorize != nil {
+		if err := authorize(r, topics); err != nil {
+			return nil, err
+		}
+	}
+	return topics, nil
+}
+
 // RequestTopics validates the topic= values of a request: at least one, at
 // most max, each a valid name; repeats are dropped. It answers a *wire.Error
 // with CodeBadRequest.

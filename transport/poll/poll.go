@@ -111,22 +111,12 @@ type poll struct {
 
 // ServeHTTP answers one poll.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("Origin") != "" && h.cfg.CheckOrigin != nil && !h.cfg.CheckOrigin(r) {
-		transport.WriteHTTPError(w, wire.Errorf(wire.CodeForbidden, "origin not allowed"))
-		return
-	}
-	q := r.URL.Query()
-	topics, err := transport.RequestTopics(q["topic"], h.cfg.MaxTopics)
+	topics, err := transport.CheckTopicRequest(r, h.cfg.CheckOrigin, h.cfg.MaxTopics, h.cfg.Authorize)
 	if err != nil {
 		transport.WriteHTTPError(w, err)
 		return
 	}
-	if h.cfg.Authorize != nil {
-		if err := h.cfg.Authorize(r, topics); err != nil {
-			transport.WriteHTTPError(w, err)
-			return
-		}
-	}
+	q := r.URL.Query()
 	timeout, err := h.parseTimeout(q.Get("timeout"))
 	if err != nil {
 		transport.WriteHTTPError(w, err)

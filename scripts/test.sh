@@ -55,6 +55,11 @@ go test -race -shuffle=on -timeout 20m $short $(go list ./... | grep -v '/topica
 log "go test -race -p 1 ./test/..."
 go test -race -shuffle=on -timeout 40m -p 1 $short ./test/...
 
+# A same-run latency comparison under a flood, on an uninstrumented build (it
+# skips itself under -race, where it would measure the race detector).
+log "go test -run TestFlood ./test/ (without -race)"
+go test -count=1 -timeout 10m $short -run 'TestFlood$' ./test/
+
 log "fuzz (a few seconds per target)"
 fuzz() { # package target
   go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-5s}" "$1"

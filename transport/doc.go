@@ -6,11 +6,18 @@
 // # Writing
 //
 // A Session never blocks its caller. Write appends a frame to the session's
-// queue, bounded in bytes; a writer goroutine, started only while there is
-// something to write, takes everything queued and hands it to the adapter as
-// one batch, which the adapter writes as one transport message and one system
-// call. A queue over its bound closes the session with 4008 (slow consumer)
-// without slowing the caller or anyone else.
+// queue, bounded in bytes; a writer takes everything queued and hands it to
+// the adapter as one batch, which the adapter writes as one transport message
+// and one system call. A queue over its bound closes the session with 4008
+// (slow consumer) without slowing the caller or anyone else.
+//
+// Which writer: an adapter whose connection can be written without waiting
+// (a NonblockingConn: WebSocket over TCP) is served by a pool of at most one
+// goroutine per CPU, shared by every session of the process, that exists only
+// while some session has something queued; a session whose socket is full
+// continues on a goroutine of its own until its queue is empty, so a slow
+// client never holds a pooled writer. Other adapters get a writer goroutine
+// per session, started only while there is something to write.
 //
 // # Reading
 //

@@ -38,13 +38,28 @@ type OutboundConfig struct {
 	OnClose func(cause error)
 }
 
+// NonblockingConn is a Conn that can also write without waiting for the
+// socket. Its sessions are written by the node's few pooled writers (see
+// writerPool) instead of a goroutine of their own per burst of writes.
+type NonblockingConn interface {
+	Conn
+	// TryWriteFrames writes frames as WriteFrames does, as far as the
+	// socket takes them at once. When part is left it returns finish, which
+	// writes the rest as WriteFrames would (blocking, with a deadline); no
+	// other write to the connection may start before finish returns.
+	TryWriteFrames(frames [][]byte) (finish func() error, err error)
+}
+
 // Outbound is a session's bounded outbound queue and its writer. Adapters
 // embed it to implement Session's writing half. It is goroutine-safe.
 //
-// The writer goroutine exists only while there is something to write: an
-// idle session costs no goroutine.
+// No goroutine belongs to an idle session. A session whose Conn is a
+// NonblockingConn is written by the pooled writers while its socket takes
+// what is written, and by a goroutine of its own only while the socket is
+// full; any other gets a writer goroutine while there is something to write.
 type Outbound struct {
 	conn     Conn
+	nb       NonblockingConn // conn, when it is one
 	maxBytes int
 	ka       *Keepalive
 	onClose  func(cause error)
@@ -79,6 +94,7 @@ type Outbound struct {
 // Init prepares o to write to conn. It must be called once, before use.
 func (o *Outbound) Init(conn Conn, cfg OutboundConfig) {
 	o.conn = conn
+	o.nb, _ = conn.(NonblockingConn)
 	o.maxBytes = cfg.MaxPendingBytes
 	if o.maxBytes == 0 {
 		o.maxBytes = DefaultMaxPendingBytes
@@ -240,7 +256,104 @@ func (o *Outbound) Wait() { o.wg.Wait() }
 
 func (o *Outbound) startWriter() {
 	o.wg.Add(1)
+	if o.nb != nil {
+		writers.push(o)
+		return
+	}
 	go o.run()
+}
+
+// pass is a pooled writer's turn at o: one batch written without waiting
+// for the socket. A session with more queued after it goes to the back of
+// the pool's queue, so one busy session cannot hold a writer; one whose
+// socket is full, or that closes, continues on a goroutine of its own.
+func (o *Outbound) pass() {
+	o.mu.Lock()
+	batch := o.queue
+	if len(batch) == 0 {
+		if o.closing {
+			// The close frame's write may wait: not on a pooled writer.
+			o.mu.Unlock()
+			go o.run()
+			return
+		}
+		o.writing = false
+		o.mu.Unlock()
+		o.wg.Done()
+		return
+	}
+	o.queue = o.spare[:0]
+	o.spare = nil
+	taken := o.bytes
+	o.bytes = 0
+	backlog := o.backlog
+	o.backlog = false
+	o.mu.Unlock()
+
+	finish, err := o.nb.TryWriteFrames(batch)
+	if finish != nil {
+		go o.finishAndRun(finish, batch, taken, backlog)
+		return
+	}
+	if !o.written(batch, taken, backlog, err) {
+		o.wg.Done()
+		return
+	}
+	o.mu.Lock()
+	if len(o.queue) == 0 && !o.closing {
+		o.writing = false
+		o.mu.Unlock()
+		o.wg.Done()
+		return
+	}
+	o.mu.Unlock()
+	writers.push(o)
+}
+
+// finishAndRun writes the rest of a batch that the socket did not take at
+// once, then goes on as the session's own writer until the queue is empty.
+func (o *Outbound) finishAndRun(finish func() error, batch [][]byte, taken int, backlog bool) {
+	if !o.written(batch, taken, backlog, finish()) {
+		o.wg.Done()
+		return
+	}
+	o.run()
+}
+
+// written accounts for a batch whose write ended with err. On an error it
+// closes the session and returns false: the caller's writing is over.
+func (o *Outbound) written(batch [][]byte, taken int, backlog bool, err error) bool {
+	pendingTotal.Add(-int64(taken))
+	if err == nil {
+		Metrics.countWritten(batch, backlog, &o.msgBatches)
+	}
+	clear(batch)
+	if err != nil {
+		d := Disconnect{}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			d = DisconnectWriteSlow
+		}
+		o.mu.Lock()
+		o.closing = true
+		clear(o.queue)
+		o.queue = o.queue[:0]
+		o.dropBytesLocked()
+		o.mu.Unlock()
+		o.conn.Abort()
+		if d.Code != 0 {
+			o.finish(d)
+		} else {
+			o.finish(err)
+		}
+		return false
+	}
+	o.wrote.Store(true)
+	o.mu.Lock()
+	if o.spare == nil && cap(batch) <= 4096 {
+		o.spare = batch[:0]
+	}
+	o.mu.Unlock()
+	return true
 }
 
 func (o *Outbound) run() {
@@ -276,37 +389,9 @@ func (o *Outbound) run() {
 		o.backlog = false
 		o.mu.Unlock()
 
-		err := o.conn.WriteFrames(batch)
-		pendingTotal.Add(-int64(taken))
-		if err == nil {
-			Metrics.countWritten(batch, backlog, &o.msgBatches)
-		}
-		clear(batch)
-		if err != nil {
-			d := Disconnect{}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				d = DisconnectWriteSlow
-			}
-			o.mu.Lock()
-			o.closing = true
-			clear(o.queue)
-			o.queue = o.queue[:0]
-			o.dropBytesLocked()
-			o.mu.Unlock()
-			o.conn.Abort()
-			if d.Code != 0 {
-				o.finish(d)
-			} else {
-				o.finish(err)
-			}
+		if !o.written(batch, taken, backlog, o.conn.WriteFrames(batch)) {
 			return
 		}
-		o.wrote.Store(true)
-		o.mu.Lock()
-		if o.spare == nil && cap(batch) <= 4096 {
-			o.spare = batch[:0]
-		}
-		o.mu.Unlock()
 	}
 }
 

@@ -169,3 +169,24 @@ func setID(ev *syscall.EpollEvent, id uint64) {
 func getID(ev *syscall.EpollEvent) uint64 {
 	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 }
+
+// canWriteNonblocking tells whether writeNonblocking works here.
+const canWriteNonblocking = true
+
+// writeNonblocking writes what the socket fd takes now (Go keeps sockets
+// non-blocking); a full socket is not an error, it takes 0 bytes.
+func writeNonblocking(fd uintptr, b []byte) (int, error) {
+	for {
+		n, err := syscall.Write(int(fd), b)
+		switch err {
+		case nil:
+			return n, nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return 0, nil
+		default:
+			return 0, err
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -114,7 +115,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The first reader owns the session from the start: a write that fails
 	// before it runs must not end a session that has no handler yet.
 	s.reading.Store(true)
-	s.Init(s, transport.OutboundConfig{MaxPendingBytes: h.cfg.MaxPendingBytes, Keepalive: h.cfg.Keepalive})
+	var out transport.Conn = s
+	if sc, ok := s.conn.(syscall.Conn); ok && canWriteNonblocking {
+		if raw, err := sc.SyscallConn(); err == nil {
+			s.raw = raw
+			out = nonblockingSession{s}
+		}
+	}
+	s.Init(out, transport.OutboundConfig{MaxPendingBytes: h.cfg.MaxPendingBytes, Keepalive: h.cfg.Keepalive})
 	s.handler = h.cfg.Accept(s)
 	if h.poller != nil {
 		if err := h.poller.add(s); err == nil {
@@ -142,6 +150,7 @@ func (h *Handler) Close() error {
 type session struct {
 	transport.Outbound
 	conn    net.Conn
+	raw     syscall.RawConn // conn's file descriptor; nil for a TLS connection
 	timeout time.Duration
 	info    transport.SessionInfo
 	limit   int64
@@ -177,6 +186,67 @@ const maxPooledBuf = 256 << 10
 // WriteFrames writes frames joined by "\n" as one text message, header and
 // payload in one write.
 func (s *session) WriteFrames(frames [][]byte) error {
+	bp, b := encodeFrames(frames)
+	s.wmu.Lock()
+	err := s.renewDeadlineLocked()
+	if err == nil {
+		_, err = s.conn.Write(b)
+	}
+	s.wmu.Unlock()
+	putBuf(bp, b)
+	return err
+}
+
+// nonblockingSession is a session whose socket can be written without
+// waiting: the pooled writers serve it (see transport.NonblockingConn).
+type nonblockingSession struct{ *session }
+
+// TryWriteFrames writes the message WriteFrames would, as far as the socket
+// takes it now. When part is left, s.wmu stays held and the buffer kept
+// until finish has written the rest.
+func (s nonblockingSession) TryWriteFrames(frames [][]byte) (finish func() error, err error) {
+	bp, b := encodeFrames(frames)
+	s.wmu.Lock()
+	// A deadline left from an earlier blocking write must not fail this
+	// one: the runtime checks it before every write.
+	if err := s.renewDeadlineLocked(); err != nil {
+		s.wmu.Unlock()
+		putBuf(bp, b)
+		return nil, err
+	}
+	var n int
+	var werr error
+	err = s.raw.Write(func(fd uintptr) bool {
+		n, werr = writeNonblocking(fd, b)
+		return true // never wait for the socket here
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil || n == len(b) {
+		s.wmu.Unlock()
+		putBuf(bp, b)
+		return nil, err
+	}
+	rest := b[n:]
+	partialWrites.Add(1)
+	return func() error {
+		err := s.renewDeadlineLocked()
+		if err == nil {
+			_, err = s.conn.Write(rest)
+		}
+		s.wmu.Unlock()
+		putBuf(bp, b)
+		return err
+	}, nil
+}
+
+// partialWrites counts the writes that the socket took only part of.
+var partialWrites atomic.Uint64
+
+// encodeFrames joins frames by "\n" into one text message, header
+// included, in a pooled buffer.
+func encodeFrames(frames [][]byte) (*[]byte, []byte) {
 	n := len(frames) - 1
 	for _, f := range frames {
 		n += len(f)
@@ -189,17 +259,14 @@ func (s *session) WriteFrames(frames [][]byte) error {
 		}
 		b = append(b, f...)
 	}
-	s.wmu.Lock()
-	err := s.renewDeadlineLocked()
-	if err == nil {
-		_, err = s.conn.Write(b)
-	}
-	s.wmu.Unlock()
+	return bp, b
+}
+
+func putBuf(bp *[]byte, b []byte) {
 	if cap(b) <= maxPooledBuf {
 		*bp = b[:0]
 		bufPool.Put(bp)
 	}
-	return err
 }
 
 // WriteClose sends the close frame and half-closes the connection. The

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -288,4 +289,41 @@ func TestPeerVanishingWhileServerWritesEndsSession(t *testing.T) {
 			t.Fatalf("round %d: the session did not end after its peer left", round)
 		}
 	}
+}
+
+// TestFullSocketKeepsOrder fills the connection while the client does not
+// read, so the pooled writer's non-blocking write takes only part of a
+// message and the rest is finished on the session's own goroutine; a ping
+// answered meanwhile must not cut into that message.
+func TestFullSocketKeepsOrder(t *testing.T) {
+	rec, url := start(t, Config{MaxPendingBytes: 64 << 20})
+	conn, _ := dial(t, url)
+	s := <-rec.sessions
+	frame := []byte(strings.Repeat("x", 1000))
+	partial := partialWrites.Load()
+	const n = 20000 // about 20 MB: more than the socket buffers hold
+	for i := range n {
+		require.NoError(t, s.Write(append(strconv.AppendInt(nil, int64(i), 10), frame...)))
+		if i == n/2 {
+			require.NoError(t, ws.WriteFrame(conn, ws.MaskFrame(ws.NewPingFrame([]byte("mid")))))
+		}
+	}
+	next, pongs := 0, 0
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
+	for next < n {
+		f, err := readFrame(conn)
+		require.NoError(t, err, "after %d frames, %d pongs", next, pongs)
+		if f.Header.OpCode == ws.OpPong {
+			pongs++
+			continue
+		}
+		require.Equal(t, ws.OpText, f.Header.OpCode)
+		for line := range strings.SplitSeq(string(f.Payload), "\n") {
+			require.Equal(t, strconv.Itoa(next), strings.TrimSuffix(line, string(frame)), "frame %d", next)
+			next++
+		}
+	}
+	require.Equal(t, 1, pongs)
+	require.Greater(t, partialWrites.Load(), partial, "the socket never filled: the test did not test the partial write")
+	s.Close(transport.DisconnectShutdown)
 }

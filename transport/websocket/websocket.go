@@ -119,6 +119,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sc, ok := s.conn.(syscall.Conn); ok && canWriteNonblocking {
 		if raw, err := sc.SyscallConn(); err == nil {
 			s.raw = raw
+			s.writeNow = func(fd uintptr) bool {
+				s.wn, s.werr = writeNonblocking(fd, s.wbuf)
+				return true // never wait for the socket here
+			}
 			out = nonblockingSession{s}
 		}
 	}
@@ -172,6 +176,13 @@ type session struct {
 	wmu sync.Mutex
 	// deadline is the write deadline set last. Guarded by wmu.
 	deadline time.Time
+	// writeNow writes wbuf without waiting and leaves the result in wn and
+	// werr: made once per session, so that a non-blocking write allocates
+	// no closure. The three are guarded by wmu.
+	writeNow func(fd uintptr) bool
+	wbuf     []byte
+	wn       int
+	werr     error
 }
 
 var _ transport.Session = (*session)(nil)
@@ -214,12 +225,10 @@ func (s nonblockingSession) TryWriteFrames(frames [][]byte) (finish func() error
 		putBuf(bp, b)
 		return nil, err
 	}
-	var n int
-	var werr error
-	err = s.raw.Write(func(fd uintptr) bool {
-		n, werr = writeNonblocking(fd, b)
-		return true // never wait for the socket here
-	})
+	s.wbuf = b
+	err = s.raw.Write(s.writeNow)
+	n, werr := s.wn, s.werr
+	s.wbuf, s.werr = nil, nil
 	if err == nil {
 		err = werr
 	}

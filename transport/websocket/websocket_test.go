@@ -327,3 +327,28 @@ func TestFullSocketKeepsOrder(t *testing.T) {
 	require.Greater(t, partialWrites.Load(), partial, "the socket never filled: the test did not test the partial write")
 	s.Close(transport.DisconnectShutdown)
 }
+
+// TestNonblockingWriteDoesNotAllocate guards the pooled writers' path: one
+// write of a batch to a real socket allocates nothing.
+func TestNonblockingWriteDoesNotAllocate(t *testing.T) {
+	rec, url := start(t, Config{})
+	conn, _ := dial(t, url)
+	s := (<-rec.sessions).(*session)
+	require.NotNil(t, s.raw, "a TCP session writes without waiting")
+	go func() { _, _ = io.Copy(io.Discard, conn) }()
+	frames := [][]byte{[]byte(`{"op":"msg","topic":"t","seq":1,"data":"x"}`), []byte(`{"op":"msg","topic":"t","seq":2,"data":"y"}`)}
+	nb := nonblockingSession{s}
+	allocs := testing.AllocsPerRun(1000, func() {
+		finish, err := nb.TryWriteFrames(frames)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if finish != nil {
+			if err := finish(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	require.Zero(t, allocs)
+	s.Close(transport.DisconnectShutdown)
+}

@@ -375,6 +375,11 @@ func (n *Node) send(c *call) {
 	if c.err != nil {
 		return
 	}
+	if c.pid.Address == n.system.Address() {
+		// This member cannot leave under its own caller: the future alone
+		// tells when the actor answered, stopped or timed out.
+		c.changed = nil
+	}
 	c.fut = n.system.Root.RequestFuture(c.pid, c.msg, remaining)
 }
 

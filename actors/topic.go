@@ -337,12 +337,11 @@ func (a *topicActor) onPublish(c actor.Context, req *actorpb.PublishRequest) {
 		ctx, cancel := a.storeContext()
 		err := a.cfg.Store.Append(ctx, a.name, a.fence, msgs, minSeq)
 		cancel()
-		var dup *DuplicateKeysError
-		if errors.As(err, &dup) && attempt < 3 {
+		if dupSeqs, ok := duplicateKeys(err); ok && attempt < 3 {
 			if known == nil {
-				known = make(map[string]uint64, len(dup.Seqs))
+				known = make(map[string]uint64, len(dupSeqs))
 			}
-			for k, s := range dup.Seqs {
+			for k, s := range dupSeqs {
 				known[k] = s
 			}
 			continue
@@ -385,6 +384,20 @@ func (a *topicActor) onPublish(c actor.Context, req *actorpb.PublishRequest) {
 	if c.Sender() != nil {
 		c.Respond(resp)
 	}
+}
+
+// duplicateKeys returns the seqs of a DuplicateKeysError in err. It checks
+// err for nil first: errors.As's target escapes, and a publish that succeeded
+// should not pay an allocation for it.
+func duplicateKeys(err error) (map[string]uint64, bool) {
+	if err == nil {
+		return nil, false
+	}
+	var dup *DuplicateKeysError
+	if !errors.As(err, &dup) {
+		return nil, false
+	}
+	return dup.Seqs, true
 }
 
 func (a *topicActor) relayIndex(pid *actor.PID) int {

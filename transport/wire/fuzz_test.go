@@ -53,10 +53,21 @@ func FuzzDecodePublishBody(f *testing.F) {
 	for _, s := range []string{
 		`{"topic":"a","data":1}`, `{"topic":"a","data":{"x":"y"},"key":"k"}`,
 		`{"messages":[{"topic":"a","data":1},{"topic":"b","data":[true]}]}`, `{"messages":[]}`, `null`,
+		` { "data" : [1, {"a":"}]"}] , "key":"k1", "topic" : "game.1" } `, `{"topic":"a","data":"x\"y"}`,
+		`{"topic":"a","data":1,"topic":"b"}`, `{"Topic":"a","data":1}`, `{"topic":"a","data":1}x`,
+		`{"topic":"a","data":tru}`, `{"topic":"sys:x","data":1}`, `{"topic":"a","data":null}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if fast, ok := decodeSinglePublish(body, 256, false); ok {
+			// The fast path may only accept what encoding/json accepts, and
+			// must read it the same.
+			slow, batch, err := decodePublishBodyJSON(body, 256, false)
+			if err != nil || batch || len(slow) != 1 || slow[0].Topic != fast.Topic || slow[0].Key != fast.Key || string(slow[0].Data) != string(fast.Data) {
+				t.Fatalf("fast path read %q as %+v; encoding/json: %+v, batch %v, %v", body, fast, slow, batch, err)
+			}
+		}
 		items, _, err := DecodePublishBody(body, 256, false)
 		if err != nil {
 			if AsError(err).Code == 0 {

@@ -44,6 +44,15 @@ type rawPublishBody struct {
 // CodeTooLarge for data over maxData bytes). batch reports the batch form, whose
 // answer is {"results":[...]}. System topics are refused unless allowSystem.
 func DecodePublishBody(body []byte, maxData int, allowSystem bool) (items []PublishItem, batch bool, err error) {
+	if item, ok := decodeSinglePublish(body, maxData, allowSystem); ok {
+		return []PublishItem{item}, false, nil
+	}
+	return decodePublishBodyJSON(body, maxData, allowSystem)
+}
+
+// decodePublishBodyJSON is DecodePublishBody with encoding/json: every form
+// and every error.
+func decodePublishBodyJSON(body []byte, maxData int, allowSystem bool) (items []PublishItem, batch bool, err error) {
 	var raw rawPublishBody
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return nil, false, Errorf(CodeBadRequest, "body is not a JSON object of the publish form")

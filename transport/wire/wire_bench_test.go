@@ -36,3 +36,32 @@ func BenchmarkDecodeCommand(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodePublishBody measures POST /v1/publish's body: the single
+// message takes the fast path, the batch encoding/json (and the single
+// message through encoding/json, for comparison).
+func BenchmarkDecodePublishBody(b *testing.B) {
+	data := `{"ts":1764763200000,"payload":"` + strings.Repeat("x", 60) + `"}`
+	for name, body := range map[string]string{
+		"single/size=100b":  `{"topic":"room.42","data":` + data + `}`,
+		"batch=2/size=100b": `{"messages":[{"topic":"room.42","data":` + data + `},{"topic":"room.43","data":` + data + `}]}`,
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := DecodePublishBody([]byte(body), 65536, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("single/size=100b/encoding-json", func(b *testing.B) {
+		body := []byte(`{"topic":"room.42","data":` + data + `}`)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := decodePublishBodyJSON(body, 65536, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -252,14 +252,13 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
-	var out []byte
-	if batch {
-		out, err = json.Marshal(struct {
-			Results []wire.PublishResult `json:"results"`
-		}{results})
-	} else {
-		out, err = json.Marshal(results[0])
+	if !batch {
+		writeJSON(w, wire.AppendPublishResult(make([]byte, 0, 128), results[0]))
+		return
 	}
+	out, err := json.Marshal(struct {
+		Results []wire.PublishResult `json:"results"`
+	}{results})
 	if err != nil {
 		WriteError(w, err)
 		return

@@ -119,3 +119,15 @@ func AppendErrorBody(dst []byte, e *Error) []byte {
 	dst = AppendString(dst, e.Message)
 	return append(dst, `}}`...)
 }
+
+// AppendPublishResult appends r as JSON, as encoding/json writes it, without
+// its reflection: the answer to every single-message publish.
+func AppendPublishResult(dst []byte, r PublishResult) []byte {
+	dst = append(dst, `{"topic":`...)
+	dst = AppendString(dst, r.Topic)
+	dst = append(dst, `,"epoch":`...)
+	dst = AppendString(dst, r.Epoch)
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, r.Seq, 10)
+	return append(dst, '}')
+}

@@ -210,3 +210,19 @@ func TestDecodeSinglePublishTakesTheCommonBodies(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendPublishResultIsWhatEncodingJSONWrites(t *testing.T) {
+	for _, r := range []PublishResult{
+		{Topic: "a", Epoch: "e1", Seq: 1},
+		{Topic: "room.42/x:y-z_", Epoch: "Zx8-Q_1", Seq: 18446744073709551615},
+		{Topic: "", Epoch: "", Seq: 0},
+	} {
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendPublishResult(nil, r); string(got) != string(want) {
+			t.Errorf("got %s, want %s", got, want)
+		}
+	}
+}

@@ -184,10 +184,10 @@ func TestPeekID(t *testing.T) {
 
 func TestDecodeSinglePublishTakesTheCommonBodies(t *testing.T) {
 	for body, want := range map[string]PublishItem{
-		`{"topic":"a","data":1}`:                                      {Topic: "a", Data: []byte(`1`)},
+		`{"topic":"a","data":1}`: {Topic: "a", Data: []byte(`1`)},
 		` { "data" : [1, {"a":"}]"}] , "key":"k1", "topic" : "g.1" } `: {Topic: "g.1", Data: []byte(`[1,{"a":"}]"}]`), Key: "k1"},
-		`{"topic":"a","data":"x\"y"}`:                                 {Topic: "a", Data: []byte(`"x\"y"`)},
-		`{"topic":"a","data":null}`:                                   {Topic: "a", Data: []byte(`null`)},
+		`{"topic":"a","data":"x\"y"}`:                                  {Topic: "a", Data: []byte(`"x\"y"`)},
+		`{"topic":"a","data":null}`:                                    {Topic: "a", Data: []byte(`null`)},
 	} {
 		got, ok := decodeSinglePublish([]byte(body), 256, false)
 		if !ok {

@@ -269,8 +269,7 @@ func (o *Outbound) startWriter() {
 // socket is full, or that closes, continues on a goroutine of its own.
 func (o *Outbound) pass() {
 	o.mu.Lock()
-	batch := o.queue
-	if len(batch) == 0 {
+	if len(o.queue) == 0 {
 		if o.closing {
 			// The close frame's write may wait: not on a pooled writer.
 			o.mu.Unlock()
@@ -282,12 +281,7 @@ func (o *Outbound) pass() {
 		o.wg.Done()
 		return
 	}
-	o.queue = o.spare[:0]
-	o.spare = nil
-	taken := o.bytes
-	o.bytes = 0
-	backlog := o.backlog
-	o.backlog = false
+	batch, taken, backlog := o.takeLocked()
 	o.mu.Unlock()
 
 	finish, err := o.nb.TryWriteFrames(batch)
@@ -360,8 +354,7 @@ func (o *Outbound) run() {
 	defer o.wg.Done()
 	for {
 		o.mu.Lock()
-		batch := o.queue
-		if len(batch) == 0 {
+		if len(o.queue) == 0 {
 			if o.closing {
 				d := o.closeWith
 				o.mu.Unlock()
@@ -378,21 +371,25 @@ func (o *Outbound) run() {
 			o.mu.Unlock()
 			return
 		}
-		o.queue = o.spare[:0]
-		o.spare = nil
-		// The batch leaves the queue's bound now, but stays in the node's
-		// backlog until it is written: a writer waiting for the CPU or the
-		// socket still holds it.
-		taken := o.bytes
-		o.bytes = 0
-		backlog := o.backlog
-		o.backlog = false
+		batch, taken, backlog := o.takeLocked()
 		o.mu.Unlock()
 
 		if !o.written(batch, taken, backlog, o.conn.WriteFrames(batch)) {
 			return
 		}
 	}
+}
+
+// takeLocked takes everything queued for one write. The batch leaves the
+// queue's bound now but stays in the node's backlog until it is written: a
+// writer waiting for the CPU or the socket still holds it. o.mu must be held.
+func (o *Outbound) takeLocked() (batch [][]byte, taken int, backlog bool) {
+	batch = o.queue
+	o.queue = o.spare[:0]
+	o.spare = nil
+	taken, o.bytes = o.bytes, 0
+	backlog, o.backlog = o.backlog, false
+	return batch, taken, backlog
 }
 
 // finish marks the session closed once and tells everyone who cares.

@@ -35,6 +35,11 @@ func (c *fakeConn) WriteFrames(frames [][]byte) error {
 	if c.gate != nil {
 		<-c.gate
 	}
+	c.record(frames)
+	return c.err
+}
+
+func (c *fakeConn) record(frames [][]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := make([]string, len(frames))
@@ -42,7 +47,6 @@ func (c *fakeConn) WriteFrames(frames [][]byte) error {
 		b[i] = string(f)
 	}
 	c.batches = append(c.batches, b)
-	return c.err
 }
 
 func (c *fakeConn) WriteClose(d Disconnect) {

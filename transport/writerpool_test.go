@@ -40,16 +40,6 @@ func (c *nbConn) TryWriteFrames(frames [][]byte) (func() error, error) {
 	return nil, nil
 }
 
-func (c *nbConn) record(frames [][]byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	b := make([]string, len(frames))
-	for i, f := range frames {
-		b[i] = string(f)
-	}
-	c.batches = append(c.batches, b)
-}
-
 func TestPooledWritersKeepEverySessionInOrder(t *testing.T) {
 	const sessions, frames = 300, 200
 	conns := make([]*nbConn, sessions)

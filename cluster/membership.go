@@ -146,10 +146,70 @@ func (p *staticProvider) precheck(context.Context) error { return nil }
 func (p *staticProvider) name() string                   { return "static" }
 
 // etcdProvider is protoactor's etcd provider, with a reachability check
-// first: the provider itself would block forever on an etcd that is down.
+// first (the provider itself would block forever on an etcd that is down)
+// and a second announcement of the member (see touchSelf).
 type etcdProvider struct {
 	*etcd.Provider
 	endpoints []string
+
+	stopTouch context.CancelFunc
+	touchDone chan struct{}
+}
+
+// touchDelays are when, after joining, a member writes its registration
+// again.
+var touchDelays = []time.Duration{time.Second, 3 * time.Second}
+
+func (p *etcdProvider) StartMember(c *protocluster.Cluster) error {
+	if err := p.Provider.StartMember(c); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopTouch, p.touchDone = cancel, make(chan struct{})
+	go p.touchSelf(ctx, c.Config.Name+"@"+c.ActorSystem.ID)
+	return nil
+}
+
+func (p *etcdProvider) Shutdown(graceful bool) error {
+	if p.stopTouch != nil {
+		p.stopTouch()
+		<-p.touchDone
+	}
+	return p.Provider.Shutdown(graceful)
+}
+
+// touchSelf writes this member's registration again, unchanged, a little
+// after it joined. protoactor's etcd provider lists the members and starts
+// its watch a moment later from the current revision, not from the one it
+// listed: a member that registers in between is never seen by that watcher
+// (a 3-node test saw it: one node kept a 2-member view and could reach no
+// topic). The same key written again is an event for every watcher, so a
+// node that missed the registration learns of the member then.
+func (p *etcdProvider) touchSelf(ctx context.Context, id string) {
+	defer close(p.touchDone)
+	cli, err := clientv3.New(etcdConfig(p.endpoints))
+	if err != nil {
+		return
+	}
+	defer cli.Close()
+	for _, d := range touchDelays {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		resp, err := cli.Get(ctx, EtcdPrefix, clientv3.WithPrefix())
+		if err != nil {
+			continue // etcd is away; the provider's keepalive deals with it
+		}
+		for _, kv := range resp.Kvs {
+			var n etcd.Node
+			if n.Deserialize(kv.Value) != nil || n.ID != id || kv.Lease == 0 {
+				continue
+			}
+			_, _ = cli.Put(ctx, string(kv.Key), string(kv.Value), clientv3.WithLease(clientv3.LeaseID(kv.Lease)))
+		}
+	}
 }
 
 func etcdConfig(endpoints []string) clientv3.Config {

@@ -214,10 +214,24 @@ type nonblockingSession struct{ *session }
 
 // TryWriteFrames writes the message WriteFrames would, as far as the socket
 // takes it now. When part is left, s.wmu stays held and the buffer kept
-// until finish has written the rest.
+// until finish has written the rest; when another write holds s.wmu, all of
+// it is left to finish.
 func (s nonblockingSession) TryWriteFrames(frames [][]byte) (finish func() error, err error) {
 	bp, b := encodeFrames(frames)
-	s.wmu.Lock()
+	if !s.wmu.TryLock() {
+		// A control frame is being written, and that write may wait for a
+		// full socket: the pooled writer must not wait with it.
+		return func() error {
+			s.wmu.Lock()
+			err := s.renewDeadlineLocked()
+			if err == nil {
+				_, err = s.conn.Write(b)
+			}
+			s.wmu.Unlock()
+			putBuf(bp, b)
+			return err
+		}, nil
+	}
 	// A deadline left from an earlier blocking write must not fail this
 	// one: the runtime checks it before every write.
 	if err := s.renewDeadlineLocked(); err != nil {

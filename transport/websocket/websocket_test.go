@@ -352,3 +352,22 @@ func TestNonblockingWriteDoesNotAllocate(t *testing.T) {
 	require.Zero(t, allocs)
 	s.Close(transport.DisconnectShutdown)
 }
+
+// TestPooledWriteDoesNotWaitForAControlWrite: a pong being written to a full
+// socket holds the session's write lock; the pooled writer must hand the
+// message to the session's own goroutine instead of waiting for it.
+func TestPooledWriteDoesNotWaitForAControlWrite(t *testing.T) {
+	rec, url := start(t, Config{})
+	conn, _ := dial(t, url)
+	s := (<-rec.sessions).(*session)
+	s.wmu.Lock() // as writeControl does while its write waits
+	finish, err := nonblockingSession{s}.TryWriteFrames([][]byte{[]byte(`{"a":1}`)})
+	require.NoError(t, err)
+	require.NotNil(t, finish, "the pooled writer must not write under another writer")
+	s.wmu.Unlock()
+	require.NoError(t, finish())
+	msg, err := readMessage(t, conn)
+	require.NoError(t, err)
+	require.Equal(t, `{"a":1}`, string(msg))
+	s.Close(transport.DisconnectShutdown)
+}

@@ -264,6 +264,11 @@ func TestClientNotRecovered(t *testing.T) {
 		p.setDown(false)
 		b.call(t, &r, "T.waitReconnected", "short", 1, 15_000)
 		require.Equal(t, []int{1006}, r.Disconnects)
+		// "connected" comes before the subscription is answered: publish
+		// only after the reset, or a message may land before the new
+		// subscription's head and rightly never be delivered.
+		b.call(t, &r, "T.wait", "short", "events", 1, 10_000)
+		require.Len(t, r.Events, 1, "%s", r.Events)
 		for i := range 10 {
 			publish(t, srv, "short", 210+i)
 		}

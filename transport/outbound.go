@@ -260,7 +260,7 @@ func (o *Outbound) startWriter() {
 		writers.push(o)
 		return
 	}
-	go o.run()
+	go o.run(nil)
 }
 
 // pass is a pooled writer's turn at o: one batch written without waiting
@@ -273,7 +273,7 @@ func (o *Outbound) pass() {
 		if o.closing {
 			// The close frame's write may wait: not on a pooled writer.
 			o.mu.Unlock()
-			go o.run()
+			go o.run(nil)
 			return
 		}
 		o.writing = false
@@ -294,6 +294,7 @@ func (o *Outbound) pass() {
 		return
 	}
 	o.mu.Lock()
+	o.recycleLocked(batch)
 	if len(o.queue) == 0 && !o.closing {
 		o.writing = false
 		o.mu.Unlock()
@@ -311,11 +312,13 @@ func (o *Outbound) finishAndRun(finish func() error, batch [][]byte, taken int, 
 		o.wg.Done()
 		return
 	}
-	o.run()
+	o.run(batch)
 }
 
 // written accounts for a batch whose write ended with err. On an error it
-// closes the session and returns false: the caller's writing is over.
+// closes the session and returns false: the caller's writing is over. It
+// takes no lock on success: the caller recycles the batch (recycleLocked)
+// under the lock it takes next.
 func (o *Outbound) written(batch [][]byte, taken int, backlog bool, err error) bool {
 	pendingTotal.Add(-int64(taken))
 	if err == nil {
@@ -342,18 +345,26 @@ func (o *Outbound) written(batch [][]byte, taken int, backlog bool, err error) b
 		return false
 	}
 	o.wrote.Store(true)
-	o.mu.Lock()
-	if o.spare == nil && cap(batch) <= 4096 {
-		o.spare = batch[:0]
-	}
-	o.mu.Unlock()
 	return true
 }
 
-func (o *Outbound) run() {
+// recycleLocked keeps a written batch's array for the next queue: the caller
+// takes o.mu next anyway, so the recycling costs no lock of its own. o.mu must
+// be held.
+func (o *Outbound) recycleLocked(batch [][]byte) {
+	if batch != nil && o.spare == nil && cap(batch) <= 4096 {
+		o.spare = batch[:0]
+	}
+}
+
+// run is the session's own writer until the queue is empty; done is a batch
+// it takes over, already written, whose array it recycles.
+func (o *Outbound) run(done [][]byte) {
 	defer o.wg.Done()
 	for {
 		o.mu.Lock()
+		o.recycleLocked(done)
+		done = nil
 		if len(o.queue) == 0 {
 			if o.closing {
 				d := o.closeWith
@@ -377,6 +388,7 @@ func (o *Outbound) run() {
 		if !o.written(batch, taken, backlog, o.conn.WriteFrames(batch)) {
 			return
 		}
+		done = batch
 	}
 }
 

@@ -199,9 +199,16 @@ const maxPooledBuf = 256 << 10
 func (s *session) WriteFrames(frames [][]byte) error {
 	bp, b := encodeFrames(frames)
 	s.wmu.Lock()
+	return s.writeRestUnlock(bp, b, b)
+}
+
+// writeRestUnlock writes rest, the unwritten end of the pooled message b,
+// blocking with a deadline; then it releases s.wmu, which the caller holds,
+// and the buffer.
+func (s *session) writeRestUnlock(bp *[]byte, b, rest []byte) error {
 	err := s.renewDeadlineLocked()
 	if err == nil {
-		_, err = s.conn.Write(b)
+		_, err = s.conn.Write(rest)
 	}
 	s.wmu.Unlock()
 	putBuf(bp, b)
@@ -223,13 +230,7 @@ func (s nonblockingSession) TryWriteFrames(frames [][]byte) (finish func() error
 		// full socket: the pooled writer must not wait with it.
 		return func() error {
 			s.wmu.Lock()
-			err := s.renewDeadlineLocked()
-			if err == nil {
-				_, err = s.conn.Write(b)
-			}
-			s.wmu.Unlock()
-			putBuf(bp, b)
-			return err
+			return s.writeRestUnlock(bp, b, b)
 		}, nil
 	}
 	// A deadline left from an earlier blocking write must not fail this
@@ -251,17 +252,8 @@ func (s nonblockingSession) TryWriteFrames(frames [][]byte) (finish func() error
 		putBuf(bp, b)
 		return nil, err
 	}
-	rest := b[n:]
 	partialWrites.Add(1)
-	return func() error {
-		err := s.renewDeadlineLocked()
-		if err == nil {
-			_, err = s.conn.Write(rest)
-		}
-		s.wmu.Unlock()
-		putBuf(bp, b)
-		return err
-	}, nil
+	return func() error { return s.writeRestUnlock(bp, b, b[n:]) }, nil
 }
 
 // partialWrites counts the writes that the socket took only part of.

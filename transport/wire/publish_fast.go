@@ -10,8 +10,9 @@ package wire
 // one accepts.
 func decodeSinglePublish(body []byte, maxData int, allowSystem bool) (PublishItem, bool) {
 	var item PublishItem
+	// A field seen is non-nil: plainString and skipValue return slices of
+	// body, empty or not.
 	var topic, key, data []byte
-	var seenTopic, seenKey bool
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return item, false
@@ -29,17 +30,15 @@ func decodeSinglePublish(body []byte, maxData int, allowSystem bool) (PublishIte
 		i = skipSpace(body, i+1)
 		switch string(name) {
 		case "topic":
-			if seenTopic {
+			if topic != nil {
 				return item, false
 			}
 			topic, i, ok = plainString(body, i)
-			seenTopic = true
 		case "key":
-			if seenKey {
+			if key != nil {
 				return item, false
 			}
 			key, i, ok = plainString(body, i)
-			seenKey = true
 		case "data":
 			if data != nil {
 				return item, false
@@ -65,7 +64,7 @@ func decodeSinglePublish(body []byte, maxData int, allowSystem bool) (PublishIte
 		}
 		i = skipSpace(body, i+1)
 	}
-	if skipSpace(body, i+1) != len(body) || !seenTopic || len(data) == 0 || len(key) > MaxKeyLen {
+	if skipSpace(body, i+1) != len(body) || topic == nil || len(data) == 0 || len(key) > MaxKeyLen {
 		return item, false
 	}
 	item.Topic = string(topic)

@@ -124,7 +124,7 @@ func skipValue(b []byte, i int) (int, bool) {
 				i++
 			}
 			if i >= len(b) {
-				return i, false
+				return len(b), false // an escape may have stepped past the end
 			}
 			i++ // the closing quote
 			if depth == 0 {

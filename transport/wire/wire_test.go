@@ -203,7 +203,7 @@ func TestDecodeSinglePublishTakesTheCommonBodies(t *testing.T) {
 		`{"topic":"a","data":1,"topic":"b"}`, `{"Topic":"a","data":1}`, `{"topic":"a","data":1}x`,
 		`{"topic":"a","data":tru}`, `{"topic":"sys:x","data":1}`, `{"topic":"a\u0062","data":1}`,
 		`{"topic":"a","data":1,"extra":2}`, `{"messages":[{"topic":"a","data":1}]}`, `{"topic":"a"}`,
-		`{"topic":"a","data":[1,2}`, `{"topic":"a","data":"` + strings.Repeat("x", 300) + `"}`, `[]`, ``,
+		`{"topic":"a","data":[1,2}`, `{"data":"000000\`, `{"topic":"a","data":"` + strings.Repeat("x", 300) + `"}`, `[]`, ``,
 	} {
 		if _, ok := decodeSinglePublish([]byte(body), 256, false); ok {
 			t.Errorf("%s: taken by the fast path", body)

@@ -283,7 +283,9 @@ func (d *cursorDecoder) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	// A last byte of 0 after others is a longer spelling of a smaller
+	// number: refused, so that a cursor has one encoding only.
+	if n <= 0 || (n > 1 && d.b[n-1] == 0) {
 		d.bad = true
 		return 0
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,4 +121,67 @@ func TestFanOutAllocatesNothingPerDelivery(t *testing.T) {
 	if many-few > 2 {
 		t.Fatalf("a publish to 2000 subscribers allocates %.1f more than to 10: something allocates per delivery", many-few)
 	}
+}
+
+// BenchmarkPublishManyTopics is the shape of ../shared/bench's S2 inside one
+// process: 1,000 topics with 10 subscribers each, one publish per op to the
+// next topic, each answered to its caller as the HTTP API waits for it. It
+// compares a protoactor future per call with a LocalCall. cpu-ns/op is the
+// CPU the process spent per publish (what S2 compares); wall time per op
+// follows the scheduler more than the work on 2 cores.
+func BenchmarkPublishManyTopics(b *testing.B) {
+	const topicsN, subsPerTopic = 1000, 10
+	for _, local := range []bool{false, true} {
+		b.Run(map[bool]string{false: "call=future", true: "call=local"}[local], func(b *testing.B) {
+			system := actor.NewActorSystem(actor.WithLoggerFactory(testutil.DiscardActorLogs))
+			defer system.Shutdown()
+			WatchDeadLocalCalls(system)
+			topics := NewLocalTopics(system, TopicConfig{HistorySize: 100})
+			relays := NewRelays(system, topics, RelayConfig{})
+			conns := NewConns(system, topics, relays, ConnConfig{})
+			var delivered atomic.Int64
+			names := make([]string, topicsN)
+			pids := make([]*actor.PID, topicsN)
+			for i := range names {
+				names[i] = fmt.Sprintf("t%d", i)
+				for range subsPerTopic {
+					conns.Accept(&countingSession{n: &delivered}).HandleFrame(
+						[]byte(`{"op":"sub","id":1,"topic":"` + names[i] + `"}`))
+				}
+				pids[i], _ = topics.TopicPID(names[i])
+			}
+			waitFor(b, &delivered, topicsN*subsPerTopic)
+			delivered.Store(0)
+			data := []byte(`{"p":"` + strings.Repeat("x", 92) + `"}`)
+			b.ReportAllocs()
+			cpu0 := processCPU(b)
+			b.ResetTimer()
+			for i := range b.N {
+				req := &actorpb.PublishRequest{Topic: names[i%topicsN], Items: []*actorpb.PublishItem{{Data: data}}}
+				var err error
+				if local {
+					call := NewLocalCall(req)
+					system.Root.Send(pids[i%topicsN], call)
+					_, err = call.Wait(5 * time.Second)
+				} else {
+					_, err = system.Root.RequestFuture(pids[i%topicsN], req, 5*time.Second).Result()
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			waitFor(b, &delivered, int64(b.N)*subsPerTopic)
+			b.StopTimer()
+			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// processCPU returns the user and system CPU time of the process so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -144,10 +144,20 @@ type topicActor struct {
 	keyList []keyEntry // oldest first
 	relays  []*actor.PID
 	trimmed uint64 // the store dropped the messages below this seq
+	durable bool   // the store outlives the process (its calls may block)
+
+	// call is the LocalCall whose request is being handled, if it came as
+	// one: its answer goes there instead of to the sender.
+	call *LocalCall
 }
 
 func (a *topicActor) Receive(c actor.Context) {
-	switch msg := c.Message().(type) {
+	msg := c.Message()
+	if call, ok := msg.(*LocalCall); ok {
+		a.call, msg = call, call.Request
+		defer func() { a.call = nil }()
+	}
+	switch msg := msg.(type) {
 	case *actor.Started:
 		a.onStarted(c)
 	case *actorpb.PublishRequest:
@@ -172,6 +182,7 @@ func (a *topicActor) Receive(c actor.Context) {
 
 func (a *topicActor) onStarted(c actor.Context) {
 	a.hist = newHistory(a.cfg.HistorySize)
+	a.durable = a.cfg.Store.Durable()
 	transport.Metrics.TopicsActive.Add(1)
 	a.keys = make(map[string]uint64)
 	c.SetReceiveTimeout(a.cfg.IdleCheck)
@@ -186,7 +197,24 @@ func (a *topicActor) setName(topic string) {
 	}
 }
 
+// respond answers the request being handled, to its LocalCall or its sender.
+func (a *topicActor) respond(c actor.Context, resp any) {
+	switch {
+	case a.call != nil:
+		a.call.answer(resp, nil)
+	case c.Sender() != nil:
+		c.Respond(resp)
+	}
+}
+
+func noCancel() {}
+
+// storeContext bounds a store call. A store that lives in the process never
+// blocks, and a publish should not pay a timer for it.
 func (a *topicActor) storeContext() (context.Context, context.CancelFunc) {
+	if !a.durable {
+		return context.Background(), noCancel
+	}
 	return context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
 }
 
@@ -272,10 +300,8 @@ func (a *topicActor) remember(key string, seq uint64, at int64) {
 }
 
 func (a *topicActor) respondPublishRetry(c actor.Context, tag uint64) {
-	if c.Sender() != nil {
-		c.Respond(&actorpb.PublishResponse{Tag: tag, Retry: true, Error: &actorpb.ErrorInfo{
-			Code: uint32(wire.CodeUnavailable), Message: "topic " + a.name + " is moving, try again"}})
-	}
+	a.respond(c, &actorpb.PublishResponse{Tag: tag, Retry: true, Error: &actorpb.ErrorInfo{
+		Code: uint32(wire.CodeUnavailable), Message: "topic " + a.name + " is moving, try again"}})
 }
 
 // number gives the next seqs to the items of req whose key is new, encodes
@@ -381,9 +407,7 @@ func (a *topicActor) onPublish(c actor.Context, req *actorpb.PublishRequest) {
 			}
 		}
 	}
-	if c.Sender() != nil {
-		c.Respond(resp)
-	}
+	a.respond(c, resp)
 }
 
 // duplicateKeys returns the seqs of a DuplicateKeysError in err. It checks
@@ -450,9 +474,7 @@ func (a *topicActor) onLeave(c actor.Context, req *actorpb.LeaveRequest) {
 func (a *topicActor) onHistory(c actor.Context, req *actorpb.HistoryRequest) {
 	a.setName(req.Topic)
 	if !a.ready(c) {
-		if c.Sender() != nil {
-			c.Respond(&actorpb.HistoryResponse{Retry: true})
-		}
+		a.respond(c, &actorpb.HistoryResponse{Retry: true})
 		return
 	}
 	a.trim(a.cfg.Clock.Now().UnixNano())
@@ -461,9 +483,7 @@ func (a *topicActor) onHistory(c actor.Context, req *actorpb.HistoryRequest) {
 		resp.Truncated = !a.hist.covers(req.Since, a.seq)
 		resp.Frames = a.hist.after(req.Since, int(req.Limit))
 	}
-	if c.Sender() != nil {
-		c.Respond(resp)
-	}
+	a.respond(c, resp)
 }
 
 // onIdle stops a topic that nobody needs any more. Without a durable store

@@ -151,6 +151,7 @@ func New(cfg Config) (*Node, error) {
 		actor.WithDeadLetterThrottleCount(3),
 		actor.WithDeadLetterThrottleInterval(10*time.Second),
 	)
+	actors.WatchDeadLocalCalls(system) // lives as long as the system
 	topicCfg := cfg.Topic
 	look := newLookup(TopicKind, func(identity string) *actor.Props {
 		return actors.NewNamedTopicProps(topicCfg, identity, nil)
@@ -163,7 +164,8 @@ func New(cfg Config) (*Node, error) {
 		protocluster.WithKinds(kind),
 		protocluster.WithRequestTimeout(cfg.RequestTimeout),
 	)
-	n := &Node{cfg: cfg, system: system, cluster: protocluster.New(system, clusterCfg), lookup: look, provider: prov, store: store}
+	n := &Node{cfg: cfg, system: system, cluster: protocluster.New(system, clusterCfg), lookup: look,
+		provider: prov, store: store}
 	router := grainRouter{look}
 	n.relays = actors.NewRelays(system, router, actors.RelayConfig{Logger: cfg.Logger})
 	look.onChange = func() { n.relays.Broadcast(&actors.TopologyChanged{}) }
@@ -284,13 +286,18 @@ func (n *Node) Publish(ctx context.Context, items []wire.PublishItem) ([]wire.Pu
 		idx  []int
 		call *call
 	}
-	groups := make(map[string]*group)
-	var order []*group
+	var groups map[string]*group // nil for one item: a publish is the hot path
+	if len(items) > 1 {
+		groups = make(map[string]*group)
+	}
+	order := make([]*group, 0, 1)
 	for i, it := range items {
 		g := groups[it.Topic]
 		if g == nil {
 			g = &group{req: &actorpb.PublishRequest{Topic: it.Topic}}
-			groups[it.Topic] = g
+			if groups != nil {
+				groups[it.Topic] = g
+			}
 			order = append(order, g)
 		}
 		g.req.Items = append(g.req.Items, &actorpb.PublishItem{Data: it.Data, Key: it.Key})
@@ -351,7 +358,8 @@ type call struct {
 	msg      any
 	deadline time.Time
 	pid      *actor.PID
-	fut      *actor.Future
+	fut      *actor.Future     // to a topic actor on another member
+	local    *actors.LocalCall // to a topic actor on this member
 	changed  <-chan struct{}
 	err      error
 }
@@ -364,7 +372,7 @@ func (n *Node) start(topic string, msg any, deadline time.Time) *call {
 }
 
 func (n *Node) send(c *call) {
-	c.fut, c.err = nil, nil
+	c.fut, c.local, c.err = nil, nil, nil
 	remaining := time.Until(c.deadline)
 	if remaining <= 0 {
 		c.err = context.DeadlineExceeded
@@ -376,9 +384,12 @@ func (n *Node) send(c *call) {
 		return
 	}
 	if c.pid.Address == n.system.Address() {
-		// This member cannot leave under its own caller: the future alone
-		// tells when the actor answered, stopped or timed out.
-		c.changed = nil
+		// This member cannot leave under its own caller: the call alone
+		// tells when the actor answered, stopped or timed out. And it needs
+		// no future: a publish is the hot path.
+		c.local = actors.NewLocalCall(c.msg)
+		n.system.Root.Send(c.pid, c.local)
+		return
 	}
 	c.fut = n.system.Root.RequestFuture(c.pid, c.msg, remaining)
 }
@@ -391,7 +402,11 @@ func (n *Node) finish(c *call) (any, error) {
 	for attempt := 1; ; attempt++ {
 		var res any
 		err := c.err
-		if err == nil {
+		switch {
+		case err != nil:
+		case c.local != nil:
+			res, err = c.local.Wait(time.Until(c.deadline))
+		default:
 			res, err = awaitFuture(c.fut, c.changed, func() bool { return n.lookup.alive(c.pid.Address) })
 		}
 		retry := errors.Is(err, actor.ErrDeadLetter) || errors.Is(err, errMemberLeft)

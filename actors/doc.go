@@ -38,7 +38,11 @@
 //
 // # Concurrency
 //
-// Actors keep their state private and never block. Relays (the registry of a
-// node's relay actors) is goroutine-safe. Messages that may cross nodes are
-// the protobuf types of package actorpb.
+// Actors keep their state private and never block. A topic actor whose store
+// lives in the process runs its mailbox on the goroutine that sends to it
+// (protoactor's synchronized dispatcher, one message at a time still), so a
+// publish is numbered and handed to the relays on the publisher's goroutine;
+// callers on this member wait with a LocalCall rather than a future. Relays
+// (the registry of a node's relay actors) is goroutine-safe. Messages that
+// may cross nodes are the protobuf types of package actorpb.
 package actors

@@ -59,3 +59,18 @@ func TestLocalCallWithoutAnAnswerTimesOut(t *testing.T) {
 	_, err := call.Wait(50 * time.Millisecond)
 	require.ErrorIs(t, err, ErrCallTimeout)
 }
+
+func TestInProcessTopicAnswersOnTheCallersGoroutine(t *testing.T) {
+	e := newEnv(t, TopicConfig{})
+	pid, err := e.topics.TopicPID("news")
+	require.NoError(t, err)
+	for i := range 20 {
+		call := NewLocalCall(&actorpb.PublishRequest{Topic: "news", Items: []*actorpb.PublishItem{data(i)}})
+		e.system.Root.Send(pid, call)
+		// No other goroutine had to run: the answer is there already.
+		require.Len(t, call.done, 1, "publish %d was not handled during Send", i)
+		res, err := call.Wait(time.Second)
+		require.NoError(t, err)
+		require.Equal(t, []uint64{uint64(i + 1)}, res.(*actorpb.PublishResponse).Seqs)
+	}
+}

@@ -83,6 +83,10 @@ func (c TopicConfig) withDefaults() TopicConfig {
 	return c
 }
 
+// topicThroughput is how many messages a topic's mailbox handles in a row
+// (protoactor's default).
+const topicThroughput = 300
+
 // NewTopicProps returns the props of a topic actor. The topic learns its name
 // from the first request it gets (every request carries it), so the same props
 // serve any topic. onStop, if set, is called when the actor stops, from its
@@ -95,9 +99,22 @@ func NewTopicProps(cfg TopicConfig, onStop func(name string, pid *actor.PID)) *a
 // claims the topic in its store as it starts (a cluster activation).
 func NewNamedTopicProps(cfg TopicConfig, name string, onStop func(name string, pid *actor.PID)) *actor.Props {
 	cfg = cfg.withDefaults()
+	var opts []actor.PropsOption
+	if !cfg.Store.Durable() {
+		// A topic whose state lives in the process never blocks, so its
+		// mailbox runs on the goroutine that sends to it (still one message
+		// at a time: a message that comes while it runs elsewhere is queued
+		// for that run). A publish then is handled on the publisher's own
+		// goroutine and answered before its Send returns, instead of costing
+		// a goroutine, its stack growth and two wake-ups (BenchmarkPublishManyTopics:
+		// 18.8k -> 11.5k CPU ns per publish). A topic on a durable store waits
+		// on it, and must not hold its senders (a remote endpoint's reader,
+		// say) meanwhile: it keeps protoactor's dispatcher.
+		opts = append(opts, actor.WithDispatcher(actor.NewSynchronizedDispatcher(topicThroughput)))
+	}
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &topicActor{cfg: cfg, onStop: onStop, name: name}
-	})
+	}, opts...)
 }
 
 // NewEpoch returns a fresh epoch: 8 random characters of [a-z2-7].

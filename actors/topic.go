@@ -106,10 +106,11 @@ func NewNamedTopicProps(cfg TopicConfig, name string, onStop func(name string, p
 		// at a time: a message that comes while it runs elsewhere is queued
 		// for that run). A publish then is handled on the publisher's own
 		// goroutine and answered before its Send returns, instead of costing
-		// a goroutine, its stack growth and two wake-ups (BenchmarkPublishManyTopics:
-		// 18.8k -> 11.5k CPU ns per publish). A topic on a durable store waits
-		// on it, and must not hold its senders (a remote endpoint's reader,
-		// say) meanwhile: it keeps protoactor's dispatcher.
+		// a goroutine, its stack growth and two wake-ups
+		// (BenchmarkPublishManyTopics: 18.8k -> 11.5k CPU ns per publish).
+		// A topic on a durable store waits on it, and must not hold its
+		// senders (a remote endpoint's reader, say) meanwhile: it keeps
+		// protoactor's dispatcher.
 		opts = append(opts, actor.WithDispatcher(actor.NewSynchronizedDispatcher(topicThroughput)))
 	}
 	return actor.PropsFromProducer(func() actor.Actor {

@@ -324,9 +324,6 @@ func waitChange(changed <-chan struct{}, d time.Duration) {
 // awaitFuture waits for f, and gives up early with errMemberLeft when the
 // topology changes and stillThere says the callee's member is gone.
 func awaitFuture(f *actor.Future, changed <-chan struct{}, stillThere func() bool) (any, error) {
-	if changed == nil {
-		return f.Result() // nothing to watch: no goroutine needed
-	}
 	type result struct {
 		res any
 		err error

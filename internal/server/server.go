@@ -221,6 +221,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		// expose internals on the public port.
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		// The execution trace shows what a CPU profile cannot: how long a
+		// goroutine waited to run, and the collector's pauses.
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 		logger.Warn("TOPICAST_DEBUG_PPROF is set: /debug/pprof/ is served on the HTTP port")
 	}
 

@@ -24,6 +24,7 @@ type Main struct {
 	stdout, stderr io.Writer
 
 	cfg       server.Config
+	gc        gcFlags
 	logFormat string
 	logLevel  string
 
@@ -72,6 +73,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.Guard.CommandBurst, "command-burst", actors.DefaultCommandBurst, "commands a connection may send at once; as many refused within a second close it (4029)")
 	fs.Float64Var(&c.PublishRate, "publish-rate", httpapi.DefaultPublishRate, "messages per second per API key on POST /v1/publish; more get 429 (0: no limit)")
 	fs.IntVar(&c.PublishBurst, "publish-burst", httpapi.DefaultPublishBurst, "messages an API key may publish at once")
+	fs.IntVar(&m.gc.percent, "gc-percent", defaultGCPercent, "garbage collection target, as GOGC (-1: collect only near the soft memory limit); without the flag GOGC from the environment wins")
 	fs.StringVar(&m.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&m.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -79,6 +81,10 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	fs.Visit(func(f *flag.Flag) { m.gc.given = m.gc.given || f.Name == "gc-percent" })
+	if _, _, err := m.gc.resolve(os.LookupEnv); err != nil {
+		return err
 	}
 	c.Node.Peers, c.Node.Etcd = splitList(peers), splitList(etcdURLs)
 	if c.Node.Topic.HistorySize < 0 || c.Node.MaxMessage <= 0 || c.MaxQueue <= 0 || c.Node.Topic.HistoryTTL <= 0 {
@@ -177,6 +183,9 @@ func newLogger(w io.Writer, format, levelName string) (*slog.Logger, error) {
 
 // Run starts the server and returns once it accepts clients.
 func (m *Main) Run(ctx context.Context) error {
+	if err := tuneGC(m.gc, m.cfg.Logger); err != nil {
+		return err
+	}
 	srv, err := server.Start(ctx, m.cfg)
 	if err != nil {
 		return err

@@ -1,7 +1,10 @@
 package testutil
 
 import (
+	"fmt"
 	"log/slog"
+	"os"
+	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/goleak"
@@ -26,3 +29,22 @@ func LeakOptions(extra ...goleak.Option) []goleak.Option {
 // DiscardActorLogs is a protoactor logger factory that drops its logs, for
 // actor.WithLoggerFactory in tests.
 func DiscardActorLogs(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// RunCheckingLeaks runs a package's tests, as TestMain does, and fails the
+// run when a goroutine outlives them. HTTP clients keep idle keep-alive
+// connections (two goroutines each) on purpose: idle ones are closed first.
+// It returns the exit code.
+func RunCheckingLeaks(m *testing.M, clients ...interface{ CloseIdleConnections() }) int {
+	code := m.Run()
+	if code != 0 {
+		return code
+	}
+	for _, c := range clients {
+		c.CloseIdleConnections()
+	}
+	if err := goleak.Find(LeakOptions()...); err != nil {
+		fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+		return 1
+	}
+	return 0
+}

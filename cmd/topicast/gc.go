@@ -72,6 +72,9 @@ func tuneGC(g gcFlags, logger *slog.Logger) error {
 			memlimit.ApplyRatio(memlimit.FromSystem, systemMemoryFraction))),
 		memlimit.WithRatio(1),
 	)
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	if err != nil {
 		logger.Warn("no soft memory limit set", "err", err)
 	}

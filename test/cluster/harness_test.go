@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -63,27 +64,45 @@ func need(t *testing.T, program string) string {
 
 // freePort returns a TCP port on loopback that is free, and whose next
 // port is free too when pair is set (a cluster port and its health port).
+// It picks below the kernel's ephemeral range: a port from that range (what
+// ":0" hands out) can be taken, between this check and the node's bind, as
+// the source port of any outgoing connection, and the tests open hundreds.
 func freePort(t *testing.T, pair bool) int {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	low := ephemeralLow()
+	for range 500 {
+		port := 10000 + rand.IntN(low-10001)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		if !pair {
-			ln.Close()
-			return port
-		}
-		ln2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+1))
-		ln.Close()
-		if err == nil {
+		if pair {
+			ln2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+1))
+			if err != nil {
+				ln.Close()
+				continue
+			}
 			ln2.Close()
-			return port
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return 0
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 10002 {
+				return n
+			}
 		}
 	}
-	t.Fatal("no free port pair")
-	return 0
+	return 32768
 }
 
 // logSink keeps a process's output for the test log, trimmed.

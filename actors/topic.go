@@ -171,9 +171,9 @@ type topicActor struct {
 
 func (a *topicActor) Receive(c actor.Context) {
 	msg := c.Message()
+	a.call = nil
 	if call, ok := msg.(*LocalCall); ok {
 		a.call, msg = call, call.Request
-		defer func() { a.call = nil }()
 	}
 	switch msg := msg.(type) {
 	case *actor.Started:

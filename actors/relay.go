@@ -16,6 +16,11 @@ import (
 // before it retries.
 const DefaultJoinTimeout = 5 * time.Second
 
+// DefaultCheckInterval is how often relays that heard nothing from their
+// topic since the last time ask it whether they are still registered and
+// up to date (see StartChecks).
+const DefaultCheckInterval = 2 * time.Second
+
 // joinAttempts bounds the retries of one join before the subscriber gets
 // an "unavailable" error.
 const joinAttempts = 3
@@ -69,6 +74,10 @@ type topicResolved struct {
 type Relays struct {
 	system *actor.ActorSystem
 	props  *actor.Props
+	// prefix starts every relay's actor id. It is random per registry, so a
+	// node restarted at the same address never reuses the id of a relay of
+	// its former process, to which a topic may still deliver.
+	prefix string
 
 	mu sync.Mutex
 	m  map[string]*relayEntry
@@ -95,7 +104,7 @@ func NewRelays(system *actor.ActorSystem, router TopicRouter, cfg RelayConfig) *
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Relays{system: system, m: make(map[string]*relayEntry)}
+	r := &Relays{system: system, m: make(map[string]*relayEntry), prefix: "relay-" + NewEpoch()}
 	cr, _ := router.(ClusterRouter)
 	r.props = actor.PropsFromProducer(func() actor.Actor {
 		return &relayActor{relays: r, router: router, cluster: cr, cfg: cfg}
@@ -135,13 +144,47 @@ func (r *Relays) send(topic string, msg any) {
 	defer r.mu.Unlock()
 	e := r.m[topic]
 	if e == nil {
-		e = &relayEntry{pid: r.system.Root.Spawn(r.props)}
+		e = &relayEntry{pid: r.system.Root.SpawnPrefix(r.props, r.prefix)}
 		r.m[topic] = e
 		// The first message names the topic.
 		r.system.Root.Send(e.pid, &relayInit{topic: topic})
 	}
 	e.sent++
 	r.system.Root.Send(e.pid, msg)
+}
+
+// relayCheckTick asks a relay to check its registration if it heard nothing
+// from its topic since the previous tick.
+type relayCheckTick struct{}
+
+// StartChecks makes every relay that has subscribers, and heard nothing from
+// its topic for an interval, ask the topic whether it still delivers to it
+// and what its head is (a JoinRequest with check set, answered only when
+// something is wrong). It bounds how long a relay can miss messages without
+// knowing: a registration lost with a broken connection, or the last
+// deliveries before a quiet spell lost with it. The returned function stops
+// the checks and waits for the goroutine that drives them.
+func (r *Relays) StartChecks(interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				r.Broadcast(&relayCheckTick{})
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		<-exited
+	}
 }
 
 // Broadcast sends msg to every live relay (TopologyChanged, for one).
@@ -212,6 +255,8 @@ type relayActor struct {
 
 	registered *actor.PID // the activation that answered the latest join; watched
 	regTag     uint64     // the tag of that join
+	heard      bool       // a delivery or join answer came since the last check tick
+	checkTag   uint64     // the tag of the check in flight, if any
 	target     *actor.PID // where joins go; nil until looked up
 	resolving  bool
 	gen        uint64 // bumps when target is dropped, to ignore older lookups
@@ -229,9 +274,15 @@ func (a *relayActor) Receive(c actor.Context) {
 		a.handled++
 		a.onUnsubscribe(c, msg)
 	case *actorpb.Delivery:
+		a.heard = true
 		a.onDelivery(c, msg)
 	case *actorpb.JoinResponse:
+		a.heard = true
 		a.onJoined(c, msg)
+	case *relayCheckTick:
+		a.onCheckTick(c)
+	case *actorpb.RelayDropped:
+		a.onDropped(c, msg)
 	case *relayFlush:
 		// Every delivery that reached this relay before the flush has been
 		// handed to the sessions' queues by now.
@@ -370,6 +421,13 @@ func (a *relayActor) moved(c actor.Context, old *actor.PID) {
 	a.target = nil
 	a.resolving = false
 	a.gen++
+	a.checkTag = 0
+	a.resendJoins(c)
+}
+
+// resendJoins sends every pending join again and, with subscribers, makes
+// the relay rejoin.
+func (a *relayActor) resendJoins(c actor.Context) {
 	resend := make([]*pendingJoin, 0, len(a.pending))
 	for _, p := range a.pending {
 		resend = append(resend, p)
@@ -380,6 +438,36 @@ func (a *relayActor) moved(c actor.Context, old *actor.PID) {
 	if len(a.subs) > 0 {
 		a.requestRejoin(c)
 	}
+}
+
+// onCheckTick asks the registered activation whether it still delivers to
+// this relay, if the relay heard nothing from it since the previous tick.
+func (a *relayActor) onCheckTick(c actor.Context) {
+	if a.heard {
+		a.heard = false
+		return
+	}
+	if len(a.subs) == 0 || !a.hasPos || len(a.pending) > 0 {
+		return // a join in flight answers with the head anyway
+	}
+	if a.registered == nil {
+		a.requestRejoin(c)
+		return
+	}
+	a.nextTag++
+	a.checkTag = a.nextTag
+	c.Request(a.registered, &actorpb.JoinRequest{Topic: a.topic, Relay: c.Self(), Tag: a.checkTag, Rejoin: true,
+		Check: true, RelaySince: &actorpb.Position{Epoch: a.epoch, Seq: a.lastSeq}})
+}
+
+// onDropped joins again when the registered activation says it dropped this
+// relay: joins it answered may have been lost too, so they go again.
+func (a *relayActor) onDropped(c actor.Context, msg *actorpb.RelayDropped) {
+	if a.registered == nil || !msg.Activation.Equal(a.registered) {
+		return // an activation the relay has left already
+	}
+	a.checkTag = 0
+	a.resendJoins(c)
 }
 
 func (a *relayActor) onTopologyChanged(c actor.Context) {
@@ -460,6 +548,14 @@ func (a *relayActor) register(c actor.Context, topic *actor.PID, tag uint64) {
 
 func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
 	p := a.pending[msg.Tag]
+	if p == nil && msg.Tag == a.checkTag && msg.Tag != 0 {
+		// The check found the relay unregistered or behind: the topic has
+		// registered it and sent what it missed.
+		a.checkTag = 0
+		a.register(c, msg.Topic, msg.Tag)
+		a.catchUp(msg)
+		return
+	}
 	if p == nil {
 		// An answer to a join sent again since: the relay is registered
 		// there too, so leave it unless it is the current activation.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -161,8 +162,12 @@ type topicActor struct {
 	keys    map[string]uint64
 	keyList []keyEntry // oldest first
 	relays  []*actor.PID
-	trimmed uint64 // the store dropped the messages below this seq
-	durable bool   // the store outlives the process (its calls may block)
+	// dropped are relays dropped on an AddressTerminated that have not
+	// joined again, told again and again (see onRelayTerminated).
+	dropped      []droppedRelay
+	droppedTimer *time.Timer
+	trimmed      uint64 // the store dropped the messages below this seq
+	durable      bool   // the store outlives the process (its calls may block)
 
 	// call is the LocalCall whose request is being handled, if it came as
 	// one: its answer goes there instead of to the sender.
@@ -187,10 +192,15 @@ func (a *topicActor) Receive(c actor.Context) {
 	case *actorpb.HistoryRequest:
 		a.onHistory(c, msg)
 	case *actor.Terminated:
-		a.removeRelay(msg.Who)
+		a.onRelayTerminated(c, msg)
 	case *actor.ReceiveTimeout:
 		a.onIdle(c)
+	case *retellDropped:
+		a.onRetellDropped(c)
 	case *actor.Stopped:
+		if a.droppedTimer != nil {
+			a.droppedTimer.Stop()
+		}
 		transport.Metrics.TopicStopped(a.hist.len())
 		if a.onStop != nil {
 			a.onStop(a.name, c.Self())
@@ -459,13 +469,99 @@ func (a *topicActor) removeRelay(pid *actor.PID) bool {
 	return false
 }
 
+// onRelayTerminated drops a relay whose watch fired. protoactor answers the
+// watches of remote actors for their whole address when it drops a member
+// or a connection: when the member at that address is a new process (a node
+// restarted with the same address) or the connection broke while the node
+// lives, the relay may well be alive, and dropping it alone would leave its
+// subscribers without a word. So a relay that did not stop for sure is told;
+// if it lives, it joins again with its position and misses nothing. The
+// notice travels a connection that protoactor is tearing down and setting
+// up again, where messages are lost (seen in test/cluster: one node's
+// notices arrived, another's did not), so it is told again a few times
+// until it joins; the relay's own periodic check (Relays.StartChecks) is
+// what bounds the silence when every notice is lost.
+func (a *topicActor) onRelayTerminated(c actor.Context, t *actor.Terminated) {
+	if t.Why != actor.TerminatedReason_AddressTerminated {
+		a.forgetDropped(t.Who) // it stopped for sure
+	}
+	if !a.removeRelay(t.Who) || t.Why != actor.TerminatedReason_AddressTerminated {
+		return
+	}
+	c.Send(t.Who, &actorpb.RelayDropped{Topic: a.name, Activation: c.Self()})
+	for i := range a.dropped {
+		if a.dropped[i].pid.Equal(t.Who) {
+			a.dropped[i].told = 1
+			return
+		}
+	}
+	a.dropped = append(a.dropped, droppedRelay{pid: t.Who, told: 1})
+	a.scheduleRetell(c)
+}
+
+// droppedRelay is a relay told that it was dropped, and how many times.
+type droppedRelay struct {
+	pid  *actor.PID
+	told int
+}
+
+// retellDropped makes a topic tell its dropped relays again.
+type retellDropped struct{}
+
+// Telling a dropped relay again: after retellFirst, doubling, at most
+// retellTimes in all.
+const (
+	retellFirst = 250 * time.Millisecond
+	retellTimes = 5
+)
+
+func (a *topicActor) scheduleRetell(c actor.Context) {
+	if a.droppedTimer != nil || len(a.dropped) == 0 {
+		return
+	}
+	d := retellFirst << (a.dropped[0].told - 1)
+	self, root := c.Self(), c.ActorSystem().Root
+	a.droppedTimer = time.AfterFunc(d, func() { root.Send(self, &retellDropped{}) })
+}
+
+// forgetDropped stops telling pid: it joined again, left or stopped.
+func (a *topicActor) forgetDropped(pid *actor.PID) {
+	for i := range a.dropped {
+		if a.dropped[i].pid.Equal(pid) {
+			a.dropped = slices.Delete(a.dropped, i, i+1)
+			return
+		}
+	}
+}
+
+func (a *topicActor) onRetellDropped(c actor.Context) {
+	a.droppedTimer = nil
+	kept := a.dropped[:0]
+	for _, d := range a.dropped {
+		if d.told >= retellTimes {
+			continue // gone for good, or its check will find out
+		}
+		c.Send(d.pid, &actorpb.RelayDropped{Topic: a.name, Activation: c.Self()})
+		d.told++
+		kept = append(kept, d)
+	}
+	clear(a.dropped[len(kept):])
+	a.dropped = kept
+	a.scheduleRetell(c)
+}
+
 func (a *topicActor) onJoin(c actor.Context, req *actorpb.JoinRequest) {
 	a.setName(req.Topic)
 	if req.Relay == nil || !a.ready(c) {
 		return // a stale activation: the relay watches it and joins again when it stops
 	}
 	a.trim(a.cfg.Clock.Now().UnixNano())
-	if a.relayIndex(req.Relay) < 0 {
+	registered := a.relayIndex(req.Relay) >= 0
+	if s := req.RelaySince; req.Check && registered && s != nil && s.Epoch == a.epoch && s.Seq >= a.seq {
+		return // the relay is registered and up to date: nothing to say
+	}
+	if !registered {
+		a.forgetDropped(req.Relay)
 		a.relays = append(a.relays, req.Relay)
 		c.Watch(req.Relay) // a relay whose node dies is dropped
 	}
@@ -484,6 +580,9 @@ func (a *topicActor) onJoin(c actor.Context, req *actorpb.JoinRequest) {
 
 func (a *topicActor) onLeave(c actor.Context, req *actorpb.LeaveRequest) {
 	a.setName(req.Topic)
+	if req.Relay != nil {
+		a.forgetDropped(req.Relay)
+	}
 	if req.Relay != nil && a.removeRelay(req.Relay) {
 		c.Unwatch(req.Relay)
 	}

@@ -73,6 +73,11 @@ type Config struct {
 	// JoinTimeout bounds how long Start waits to see the node in the
 	// membership. Zero means DefaultJoinTimeout.
 	JoinTimeout time.Duration
+	// RelayCheckInterval is how often a relay that heard nothing from its
+	// topic asks it whether it still delivers to it (actors.Relays
+	// StartChecks). Zero means actors.DefaultCheckInterval; negative
+	// disables the checks.
+	RelayCheckInterval time.Duration
 	// OnConnClosed, if set, is called when a connection ends.
 	OnConnClosed func(info *transport.SessionInfo, cause error)
 	// Logger; nil discards. protoactor's own logs are kept at warnings and
@@ -96,6 +101,9 @@ func (c Config) withDefaults() Config {
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = DefaultJoinTimeout
 	}
+	if c.RelayCheckInterval == 0 {
+		c.RelayCheckInterval = actors.DefaultCheckInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -115,6 +123,8 @@ type Node struct {
 	conns    *actors.Conns
 	ready    atomic.Bool
 	closed   atomic.Bool
+	// stopChecks stops the relays' checks; set by Start.
+	stopChecks func()
 	// publishing is held shared by each Publish and exclusively by Close,
 	// which so waits for the publishes under way.
 	publishing sync.RWMutex
@@ -202,6 +212,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	case <-t.C:
 		return fmt.Errorf("join the cluster: not a member after %v", n.cfg.JoinTimeout)
 	}
+	if n.cfg.RelayCheckInterval > 0 {
+		n.stopChecks = n.relays.StartChecks(n.cfg.RelayCheckInterval)
+	}
 	n.ready.Store(true)
 	n.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "node started",
 		slog.String("node", n.cfg.Name), slog.String("cluster_addr", n.system.Address()),
@@ -261,6 +274,9 @@ func (n *Node) Close(ctx context.Context) error {
 	case <-n.conns.CloseAll(transport.DisconnectShutdown):
 	case <-ctx.Done():
 		err = fmt.Errorf("close clients: %w", context.Cause(ctx))
+	}
+	if n.stopChecks != nil {
+		n.stopChecks()
 	}
 	n.cluster.Shutdown(true)
 	if n.store != nil {

@@ -355,7 +355,15 @@ type JoinRequest struct {
 	Rejoin bool `protobuf:"varint,5,opt,name=rejoin,proto3" json:"rejoin,omitempty"`
 	// RelaySince, if set, is the position of the relay's current subscribers:
 	// the last message it wrote to them. The response brings them up to head.
-	RelaySince    *Position `protobuf:"bytes,6,opt,name=relay_since,json=relaySince,proto3" json:"relay_since,omitempty"`
+	RelaySince *Position `protobuf:"bytes,6,opt,name=relay_since,json=relaySince,proto3" json:"relay_since,omitempty"`
+	// Check marks a relay's periodic question, sent when it has heard nothing
+	// from the topic for a while: "do you still deliver to me, and is
+	// relay_since your head?" The topic answers only when the answer is no,
+	// registering the relay again if needed, so a relay that was dropped
+	// without knowing it (its watch answered for another process at the same
+	// address, a lost RelayDropped) or that missed the last deliveries (a
+	// broken connection) catches up.
+	Check         bool `protobuf:"varint,7,opt,name=check,proto3" json:"check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -430,6 +438,13 @@ func (x *JoinRequest) GetRelaySince() *Position {
 		return x.RelaySince
 	}
 	return nil
+}
+
+func (x *JoinRequest) GetCheck() bool {
+	if x != nil {
+		return x.Check
+	}
+	return false
 }
 
 // JoinResponse answers a JoinRequest. It is sent to the relay after every
@@ -544,6 +559,64 @@ func (x *JoinResponse) GetTopic() *actor.PID {
 	return nil
 }
 
+// RelayDropped tells a relay that the topic activation stopped delivering to
+// it because its watch said the relay was gone: the watch of a remote actor
+// is answered for its whole address, so a node restarted at the same address
+// would otherwise lose its registration silently. A relay that still lives
+// joins again with its position.
+type RelayDropped struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// Activation is the topic actor that dropped the relay.
+	Activation    *actor.PID `protobuf:"bytes,2,opt,name=activation,proto3" json:"activation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayDropped) Reset() {
+	*x = RelayDropped{}
+	mi := &file_topic_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayDropped) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayDropped) ProtoMessage() {}
+
+func (x *RelayDropped) ProtoReflect() protoreflect.Message {
+	mi := &file_topic_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayDropped.ProtoReflect.Descriptor instead.
+func (*RelayDropped) Descriptor() ([]byte, []int) {
+	return file_topic_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RelayDropped) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *RelayDropped) GetActivation() *actor.PID {
+	if x != nil {
+		return x.Activation
+	}
+	return nil
+}
+
 // LeaveRequest unsubscribes a relay: its node has no subscriber left.
 type LeaveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -555,7 +628,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_topic_proto_msgTypes[7]
+	mi := &file_topic_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +640,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topic_proto_msgTypes[7]
+	mi := &file_topic_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +653,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_topic_proto_rawDescGZIP(), []int{7}
+	return file_topic_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LeaveRequest) GetTopic() string {
@@ -612,7 +685,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_topic_proto_msgTypes[8]
+	mi := &file_topic_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +697,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_topic_proto_msgTypes[8]
+	mi := &file_topic_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +710,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_topic_proto_rawDescGZIP(), []int{8}
+	return file_topic_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Delivery) GetTopic() string {
@@ -682,7 +755,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_topic_proto_msgTypes[9]
+	mi := &file_topic_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +767,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topic_proto_msgTypes[9]
+	mi := &file_topic_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +780,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_topic_proto_rawDescGZIP(), []int{9}
+	return file_topic_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HistoryRequest) GetTopic() string {
@@ -748,7 +821,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_topic_proto_msgTypes[10]
+	mi := &file_topic_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +833,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topic_proto_msgTypes[10]
+	mi := &file_topic_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +846,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_topic_proto_rawDescGZIP(), []int{10}
+	return file_topic_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HistoryResponse) GetEpoch() string {
@@ -827,7 +900,7 @@ type ActivationRequest struct {
 
 func (x *ActivationRequest) Reset() {
 	*x = ActivationRequest{}
-	mi := &file_topic_proto_msgTypes[11]
+	mi := &file_topic_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +912,7 @@ func (x *ActivationRequest) String() string {
 func (*ActivationRequest) ProtoMessage() {}
 
 func (x *ActivationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topic_proto_msgTypes[11]
+	mi := &file_topic_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +925,7 @@ func (x *ActivationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivationRequest.ProtoReflect.Descriptor instead.
 func (*ActivationRequest) Descriptor() ([]byte, []int) {
-	return file_topic_proto_rawDescGZIP(), []int{11}
+	return file_topic_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ActivationRequest) GetIdentity() string {
@@ -893,7 +966,7 @@ type ActivationResponse struct {
 
 func (x *ActivationResponse) Reset() {
 	*x = ActivationResponse{}
-	mi := &file_topic_proto_msgTypes[12]
+	mi := &file_topic_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +978,7 @@ func (x *ActivationResponse) String() string {
 func (*ActivationResponse) ProtoMessage() {}
 
 func (x *ActivationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topic_proto_msgTypes[12]
+	mi := &file_topic_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +991,7 @@ func (x *ActivationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivationResponse.ProtoReflect.Descriptor instead.
 func (*ActivationResponse) Descriptor() ([]byte, []int) {
-	return file_topic_proto_rawDescGZIP(), []int{12}
+	return file_topic_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ActivationResponse) GetPid() *actor.PID {
@@ -955,7 +1028,7 @@ type ActivationStopped struct {
 
 func (x *ActivationStopped) Reset() {
 	*x = ActivationStopped{}
-	mi := &file_topic_proto_msgTypes[13]
+	mi := &file_topic_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1040,7 @@ func (x *ActivationStopped) String() string {
 func (*ActivationStopped) ProtoMessage() {}
 
 func (x *ActivationStopped) ProtoReflect() protoreflect.Message {
-	mi := &file_topic_proto_msgTypes[13]
+	mi := &file_topic_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1053,7 @@ func (x *ActivationStopped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivationStopped.ProtoReflect.Descriptor instead.
 func (*ActivationStopped) Descriptor() ([]byte, []int) {
-	return file_topic_proto_rawDescGZIP(), []int{13}
+	return file_topic_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ActivationStopped) GetIdentity() string {
@@ -1027,7 +1100,7 @@ const file_topic_proto_rawDesc = "" +
 	"\x05retry\x18\x05 \x01(\bR\x05retry\"9\n" +
 	"\tErrorInfo\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xdc\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xf2\x01\n" +
 	"\vJoinRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12 \n" +
 	"\x05relay\x18\x02 \x01(\v2\n" +
@@ -1036,7 +1109,8 @@ const file_topic_proto_rawDesc = "" +
 	"\x05since\x18\x04 \x01(\v2\x19.topicast.actors.PositionR\x05since\x12\x16\n" +
 	"\x06rejoin\x18\x05 \x01(\bR\x06rejoin\x12:\n" +
 	"\vrelay_since\x18\x06 \x01(\v2\x19.topicast.actors.PositionR\n" +
-	"relaySince\"\xee\x01\n" +
+	"relaySince\x12\x14\n" +
+	"\x05check\x18\a \x01(\bR\x05check\"\xee\x01\n" +
 	"\fJoinResponse\x12\x10\n" +
 	"\x03tag\x18\x01 \x01(\x04R\x03tag\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x12\n" +
@@ -1046,7 +1120,13 @@ const file_topic_proto_rawDesc = "" +
 	"\x0frelay_recovered\x18\x06 \x01(\bR\x0erelayRecovered\x12!\n" +
 	"\frelay_frames\x18\a \x03(\fR\vrelayFrames\x12 \n" +
 	"\x05topic\x18\b \x01(\v2\n" +
-	".actor.PIDR\x05topic\"F\n" +
+	".actor.PIDR\x05topic\"P\n" +
+	"\fRelayDropped\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12*\n" +
+	"\n" +
+	"activation\x18\x02 \x01(\v2\n" +
+	".actor.PIDR\n" +
+	"activation\"F\n" +
 	"\fLeaveRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12 \n" +
 	"\x05relay\x18\x02 \x01(\v2\n" +
@@ -1093,7 +1173,7 @@ func file_topic_proto_rawDescGZIP() []byte {
 	return file_topic_proto_rawDescData
 }
 
-var file_topic_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_topic_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_topic_proto_goTypes = []any{
 	(*Position)(nil),           // 0: topicast.actors.Position
 	(*PublishItem)(nil),        // 1: topicast.actors.PublishItem
@@ -1102,30 +1182,32 @@ var file_topic_proto_goTypes = []any{
 	(*ErrorInfo)(nil),          // 4: topicast.actors.ErrorInfo
 	(*JoinRequest)(nil),        // 5: topicast.actors.JoinRequest
 	(*JoinResponse)(nil),       // 6: topicast.actors.JoinResponse
-	(*LeaveRequest)(nil),       // 7: topicast.actors.LeaveRequest
-	(*Delivery)(nil),           // 8: topicast.actors.Delivery
-	(*HistoryRequest)(nil),     // 9: topicast.actors.HistoryRequest
-	(*HistoryResponse)(nil),    // 10: topicast.actors.HistoryResponse
-	(*ActivationRequest)(nil),  // 11: topicast.actors.ActivationRequest
-	(*ActivationResponse)(nil), // 12: topicast.actors.ActivationResponse
-	(*ActivationStopped)(nil),  // 13: topicast.actors.ActivationStopped
-	(*actor.PID)(nil),          // 14: actor.PID
+	(*RelayDropped)(nil),       // 7: topicast.actors.RelayDropped
+	(*LeaveRequest)(nil),       // 8: topicast.actors.LeaveRequest
+	(*Delivery)(nil),           // 9: topicast.actors.Delivery
+	(*HistoryRequest)(nil),     // 10: topicast.actors.HistoryRequest
+	(*HistoryResponse)(nil),    // 11: topicast.actors.HistoryResponse
+	(*ActivationRequest)(nil),  // 12: topicast.actors.ActivationRequest
+	(*ActivationResponse)(nil), // 13: topicast.actors.ActivationResponse
+	(*ActivationStopped)(nil),  // 14: topicast.actors.ActivationStopped
+	(*actor.PID)(nil),          // 15: actor.PID
 }
 var file_topic_proto_depIdxs = []int32{
 	1,  // 0: topicast.actors.PublishRequest.items:type_name -> topicast.actors.PublishItem
 	4,  // 1: topicast.actors.PublishResponse.error:type_name -> topicast.actors.ErrorInfo
-	14, // 2: topicast.actors.JoinRequest.relay:type_name -> actor.PID
+	15, // 2: topicast.actors.JoinRequest.relay:type_name -> actor.PID
 	0,  // 3: topicast.actors.JoinRequest.since:type_name -> topicast.actors.Position
 	0,  // 4: topicast.actors.JoinRequest.relay_since:type_name -> topicast.actors.Position
-	14, // 5: topicast.actors.JoinResponse.topic:type_name -> actor.PID
-	14, // 6: topicast.actors.LeaveRequest.relay:type_name -> actor.PID
-	14, // 7: topicast.actors.ActivationResponse.pid:type_name -> actor.PID
-	14, // 8: topicast.actors.ActivationStopped.pid:type_name -> actor.PID
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	15, // 5: topicast.actors.JoinResponse.topic:type_name -> actor.PID
+	15, // 6: topicast.actors.RelayDropped.activation:type_name -> actor.PID
+	15, // 7: topicast.actors.LeaveRequest.relay:type_name -> actor.PID
+	15, // 8: topicast.actors.ActivationResponse.pid:type_name -> actor.PID
+	15, // 9: topicast.actors.ActivationStopped.pid:type_name -> actor.PID
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_topic_proto_init() }
@@ -1139,7 +1221,7 @@ func file_topic_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_topic_proto_rawDesc), len(file_topic_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

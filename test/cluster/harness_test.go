@@ -114,7 +114,7 @@ type logSink struct {
 func (l *logSink) add(line string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.lines) < 400 {
+	if len(l.lines) < 4000 {
 		l.lines = append(l.lines, line)
 	}
 }
@@ -260,7 +260,8 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 		for _, n := range c.nodes {
 			stopProcess(n.cmd)
 		}
-		if t.Failed() {
+		// TOPICAST_TEST_DUMP=1 shows the nodes' logs of passing tests too.
+		if t.Failed() || os.Getenv("TOPICAST_TEST_DUMP") != "" {
 			for _, n := range c.nodes {
 				n.log.dump(t, n.name)
 			}

@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -168,4 +170,46 @@ func TestRelayRejoinsWhenDropped(t *testing.T) {
 	require.Equal(t, uint64(2), c.next(t, 1)[0].Seq)
 	c.send(`{"op":"ping"}`)
 	require.Equal(t, "pong", c.next(t, 1)[0].Op)
+}
+
+// failingStore is a durable fakeStore whose next Append fails with err.
+type failingStore struct {
+	*fakeStore
+	err error
+}
+
+func (s *failingStore) Append(ctx context.Context, topic string, fence uint64, msgs []StoredMessage, minSeq uint64) error {
+	if err := s.err; err != nil {
+		s.err = nil
+		return err
+	}
+	return s.fakeStore.Append(ctx, topic, fence, msgs, minSeq)
+}
+
+// A store error that leaves the write in doubt is never answered "retry"
+// for a publish without keys: a second try could publish it twice.
+func TestTopicRetriesOnlyWhatCannotRepeat(t *testing.T) {
+	doubt := errors.New("i/o timeout")
+	tests := []struct {
+		name  string
+		err   error
+		key   string
+		retry bool
+	}{
+		{"in doubt, no key", doubt, "", false},
+		{"in doubt, keyed", doubt, "k", true},
+		{"not written", errors.Join(doubt, ErrNotWritten), "", true},
+		{"fenced", ErrFenced, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := &failingStore{fakeStore: newFakeStore()}
+			e := newRelayEnv(t, TopicConfig{Store: store})
+			e.publish("t", data(0))
+			store.err = tt.err
+			r := e.publish("t", &actorpb.PublishItem{Data: []byte(`1`), Key: tt.key})
+			require.NotNil(t, r.Error)
+			require.Equal(t, tt.retry, r.Retry)
+		})
+	}
 }

@@ -10,6 +10,19 @@ import (
 // topic has claimed it: the caller is stale and must stop writing.
 var ErrFenced = errors.New("topicast: topic claimed by a newer activation")
 
+// ErrNotWritten is wrapped by a HistoryStore's error when the store knows
+// that the call wrote nothing (it could not reach its server, say). Errors
+// that wrap neither it nor ErrFenced leave the write in doubt: a request
+// that timed out may still have been applied.
+var ErrNotWritten = errors.New("topicast: the store wrote nothing")
+
+// notWritten reports whether err says for sure that a store call wrote
+// nothing.
+func notWritten(err error) bool {
+	var dup *DuplicateKeysError
+	return errors.Is(err, ErrFenced) || errors.Is(err, ErrNotWritten) || errors.As(err, &dup)
+}
+
 // StoredMessage is one retained message as a HistoryStore keeps it.
 type StoredMessage struct {
 	Seq uint64
@@ -63,6 +76,9 @@ type HistoryStore interface {
 	// remembers their keys, if fence still holds the topic. It returns
 	// ErrFenced when a newer activation claimed the topic, and a
 	// *DuplicateKeysError, writing nothing, when a key was used before.
+	// Any other error wraps ErrNotWritten when nothing was written for
+	// sure; else the write is in doubt. An Append applied twice (a retry
+	// after a lost reply) must report success the second time.
 	// minSeq > 0 also drops the messages with a smaller seq (expired).
 	Append(ctx context.Context, topic string, fence uint64, msgs []StoredMessage, minSeq uint64) error
 	// Trim drops the messages with a seq below minSeq, if fence still holds

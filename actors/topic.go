@@ -361,6 +361,16 @@ func (a *topicActor) number(req *actorpb.PublishRequest, resp *actorpb.PublishRe
 	return msgs
 }
 
+// allKeyed reports whether every item of req has an idempotency key.
+func allKeyed(req *actorpb.PublishRequest) bool {
+	for _, it := range req.Items {
+		if it.Key == "" {
+			return false
+		}
+	}
+	return true
+}
+
 func keyIn(msgs []StoredMessage, key string) (uint64, bool) {
 	for i := range msgs {
 		if msgs[i].Key == key {
@@ -401,10 +411,20 @@ func (a *topicActor) onPublish(c actor.Context, req *actorpb.PublishRequest) {
 			continue
 		}
 		if err != nil {
-			// Nothing is known to be written: the next activation reads what
-			// the store has.
+			// The activation no longer knows its head: the next one reads
+			// what the store has. Asking the caller to try again is safe
+			// when nothing was written, or when every item carries a key
+			// (the store answers a repeated key with its first seq); else
+			// the message may have been published, and a second try would
+			// publish it twice.
 			a.fail(c, "write a publish batch", err)
-			a.respondPublishRetry(c, req.Tag)
+			if notWritten(err) || allKeyed(req) {
+				a.respondPublishRetry(c, req.Tag)
+			} else {
+				a.respond(c, &actorpb.PublishResponse{Tag: req.Tag, Error: &actorpb.ErrorInfo{
+					Code:    uint32(wire.CodeUnavailable),
+					Message: "the topic's store did not confirm the write: it may have been published (publish with a key to retry safely)"}})
+			}
 			return
 		}
 		if minSeq > a.trimmed {

@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -203,11 +204,18 @@ func parseEntry(v any) (actors.StoredMessage, error) {
 }
 
 // appendScript: KEYS = meta, stream, then one key per message with an
-// idempotency key. ARGV = fence, previous head, new head, maxlen, trim id
+// idempotency key. Under our fence the head can only have moved by this
+// very batch (go-redis sent it again after a reply was lost): that counts
+// as written. ARGV = fence, previous head, new head, maxlen, trim id
 // ("" for none), key TTL ms, meta TTL ms, stream TTL ms, then 5 per message:
 // stream id, seq, time, frame, index of its key in KEYS (0 for none).
 var appendScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return {-1} end
+local head = redis.call('HGET', KEYS[1], 'head') or '0'
+if head ~= ARGV[2] then
+  if head == ARGV[3] then return {0} end
+  return {-3, head}
+end
 local dups = {}
 for i = 3, #KEYS do
   local v = redis.call('GET', KEYS[i])
@@ -217,8 +225,6 @@ for i = 3, #KEYS do
   end
 end
 if #dups > 0 then return {-2, dups} end
-local head = redis.call('HGET', KEYS[1], 'head') or '0'
-if head ~= ARGV[2] then return {-3, head} end
 local keep = tonumber(ARGV[4]) > 0
 for b = 9, #ARGV, 5 do
   if keep then
@@ -262,6 +268,9 @@ func (s *Store) Append(ctx context.Context, topic string, fence uint64, msgs []a
 	}
 	res, err := appendScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
+		if unsent(err) {
+			err = errors.Join(err, actors.ErrNotWritten)
+		}
 		return fmt.Errorf("redisstore: append to %s: %w", topic, err)
 	}
 	code, _ := res[0].(int64)
@@ -289,6 +298,14 @@ func (s *Store) Append(ctx context.Context, topic string, fence uint64, msgs []a
 		// else writing) does that. Treat it as losing the topic.
 		return fmt.Errorf("redisstore: append to %s: head is %v, not %d: %w", topic, res[1:], msgs[0].Seq-1, actors.ErrFenced)
 	}
+}
+
+// unsent reports whether err says that a command never reached Redis: no
+// connection could be made or taken from the pool. Anything else (a
+// timeout waiting for the reply, a connection reset) leaves it in doubt.
+func unsent(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, redis.ErrPoolTimeout) || (errors.As(err, &op) && op.Op == "dial")
 }
 
 var trimScript = redis.NewScript(`

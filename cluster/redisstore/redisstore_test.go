@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/topicast/topicast/actors"
@@ -107,6 +108,33 @@ func TestStore(t *testing.T) {
 		st, err := s.Open(ctx, "b", "e", 100, 0)
 		require.NoError(t, err)
 		require.ErrorIs(t, s.Append(ctx, "b", st.Fence, msgs(2, 1, now), 0), actors.ErrFenced)
+	})
+
+	t.Run("a batch applied twice counts once", func(t *testing.T) {
+		// go-redis sends a command again when its reply is lost: the second
+		// run finds the head at the batch's end under the same fence.
+		s := newStore(t, url, 100)
+		st, err := s.Open(ctx, "twice", "e", 100, 0)
+		require.NoError(t, err)
+		batch := msgs(1, 2, now, "p", "q")
+		require.NoError(t, s.Append(ctx, "twice", st.Fence, batch, 0))
+		require.NoError(t, s.Append(ctx, "twice", st.Fence, batch, 0))
+		st, err = s.Open(ctx, "twice", "e", 100, 0)
+		require.NoError(t, err)
+		require.Equal(t, uint64(2), st.Head)
+		require.Equal(t, []uint64{1, 2}, seqs(st.Messages))
+	})
+
+	t.Run("a store out of reach wrote nothing", func(t *testing.T) {
+		s := newStore(t, url, 100)
+		st, err := s.Open(ctx, "gone", "e", 100, 0)
+		require.NoError(t, err)
+		opts := *s.Client().Options()
+		opts.Addr = "127.0.0.1:1" // nothing listens there
+		down := &Store{cfg: s.cfg, rdb: redis.NewClient(&opts)}
+		defer down.Close()
+		err = down.Append(ctx, "gone", st.Fence, msgs(1, 1, now), 0)
+		require.ErrorIs(t, err, actors.ErrNotWritten)
 	})
 
 	t.Run("idempotency keys", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -105,6 +106,7 @@ type lookup struct {
 	timeout  time.Duration
 	logger   *slog.Logger
 	onChange func() // called after each topology change, outside the lock
+	memberID string // this member's id as the membership lists it; set before Setup
 
 	// Set by Setup.
 	cluster   *protocluster.Cluster
@@ -112,9 +114,15 @@ type lookup struct {
 	activator *actor.PID
 	subs      []*eventstream.Subscription
 
+	// quorate is what this member answers in MembershipResponse; the node's
+	// guard sets it.
+	quorate atomic.Bool
+
 	mu sync.RWMutex
 	// Guarded by mu.
 	place    placement
+	ids      []string  // the ids of the members that host the kind, sorted
+	joinedAt time.Time // when the member set first included self
 	topoHash uint64
 	joined   chan struct{} // closed once the member set includes self
 	changed  chan struct{} // closed and replaced at every topology change
@@ -241,6 +249,49 @@ func (l *lookup) memberAddrs() []string {
 	return addrs
 }
 
+// view is how this member sees the cluster, for the node's guard.
+type view struct {
+	addrs    []string // the members' addresses, sorted
+	ids      []string // the members' ids, sorted
+	joinedAt time.Time
+}
+
+func (v view) hasID(id string) bool {
+	_, ok := slices.BinarySearch(v.ids, id)
+	return ok
+}
+
+func (v view) hasAddr(addr string) bool {
+	_, ok := slices.BinarySearch(v.addrs, addr)
+	return ok
+}
+
+// view returns the members this member sees.
+func (l *lookup) view() view {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	v := view{ids: l.ids, joinedAt: l.joinedAt, addrs: make([]string, len(l.place.members))}
+	for i, m := range l.place.members {
+		v.addrs[i] = m.addr
+	}
+	return v
+}
+
+// settleTime is how long a member must have been in the cluster before its
+// view of the membership counts for the others' guards.
+const settleTime = 3 * time.Second
+
+// membership answers a MembershipRequest.
+func (l *lookup) membership() *actorpb.MembershipResponse {
+	v := l.view()
+	return &actorpb.MembershipResponse{
+		MemberId: l.memberID,
+		Members:  v.ids,
+		Settled:  !v.joinedAt.IsZero() && time.Since(v.joinedAt) >= settleTime,
+		Quorate:  l.quorate.Load(),
+	}
+}
+
 // Changed returns a channel closed at the next topology change.
 func (l *lookup) Changed() <-chan struct{} {
 	l.mu.RLock()
@@ -347,19 +398,21 @@ func awaitFuture(f *actor.Future, changed <-chan struct{}, stillThere func() boo
 }
 
 func (l *lookup) onTopology(t *protocluster.ClusterTopology) {
-	var addrs []string
+	var addrs, ids []string
 	for _, m := range t.Members {
 		if slices.Contains(m.Kinds, l.kind) {
 			addrs = append(addrs, m.Address())
+			ids = append(ids, m.Id)
 		}
 	}
+	slices.Sort(ids)
 	p := newPlacement(addrs)
 	l.mu.Lock()
 	if l.shutdown {
 		l.mu.Unlock()
 		return
 	}
-	l.place, l.topoHash = p, t.TopologyHash
+	l.place, l.ids, l.topoHash = p, ids, t.TopologyHash
 	for key, e := range l.cache {
 		if p.owner(e.identity) != e.pid.Address {
 			delete(l.cache, key)
@@ -371,6 +424,7 @@ func (l *lookup) onTopology(t *protocluster.ClusterTopology) {
 		select {
 		case <-l.joined:
 		default:
+			l.joinedAt = time.Now()
 			close(l.joined)
 		}
 	}
@@ -421,6 +475,8 @@ func (a *activator) Receive(c actor.Context) {
 		a.onActivationRequest(c, msg)
 	case *actorpb.ActivationStopped:
 		a.l.forget(msg.Identity, msg.Kind, msg.Pid)
+	case *actorpb.MembershipRequest:
+		c.Respond(a.l.membership())
 	case *protocluster.ClusterTopology:
 		a.onTopology(c)
 	case *actor.Terminated:

@@ -41,6 +41,8 @@ type provider interface {
 	protocluster.ClusterProvider
 	precheck(ctx context.Context) error
 	name() string
+	// memberID is the id under which the provider lists this member.
+	memberID(c *protocluster.Cluster) string
 }
 
 func newProvider(cfg Config, host string, port int) (provider, error) {
@@ -56,6 +58,8 @@ func newProvider(cfg Config, host string, port int) (provider, error) {
 
 func (singleProvider) precheck(context.Context) error { return nil }
 func (singleProvider) name() string                   { return "single" }
+
+func (singleProvider) memberID(c *protocluster.Cluster) string { return c.ActorSystem.ID }
 
 // staticProvider is protoactor's automanaged provider: every member polls
 // the health endpoint of every listed member. Its health server is ours, on
@@ -145,6 +149,8 @@ func (p *staticProvider) Shutdown(graceful bool) error {
 func (p *staticProvider) precheck(context.Context) error { return nil }
 func (p *staticProvider) name() string                   { return "static" }
 
+func (p *staticProvider) memberID(c *protocluster.Cluster) string { return c.ActorSystem.ID }
+
 // etcdProvider is protoactor's etcd provider, with a reachability check
 // first (the provider itself would block forever on an etcd that is down)
 // and a second announcement of the member (see touchSelf).
@@ -166,7 +172,7 @@ func (p *etcdProvider) StartMember(c *protocluster.Cluster) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stopTouch, p.touchDone = cancel, make(chan struct{})
-	go p.touchSelf(ctx, c.Config.Name+"@"+c.ActorSystem.ID)
+	go p.touchSelf(ctx, p.memberID(c))
 	return nil
 }
 
@@ -239,6 +245,11 @@ func (p *etcdProvider) precheck(ctx context.Context) error {
 }
 
 func (p *etcdProvider) name() string { return "etcd" }
+
+// memberID is what protoactor's etcd provider registers: cluster@system id.
+func (p *etcdProvider) memberID(c *protocluster.Cluster) string {
+	return c.Config.Name + "@" + c.ActorSystem.ID
+}
 
 // closableStore is a HistoryStore the node closes.
 type closableStore interface {

@@ -73,6 +73,14 @@ type Config struct {
 	// JoinTimeout bounds how long Start waits to see the node in the
 	// membership. Zero means DefaultJoinTimeout.
 	JoinTimeout time.Duration
+	// GuardInterval is how often the node asks its peers whether they still
+	// count it as a member (see guard). Zero means DefaultGuardInterval;
+	// negative disables the guard: no quorum, no eviction.
+	GuardInterval time.Duration
+	// StallThreshold is how far the node's clock may jump between two ticks
+	// of the guard before it checks its membership at once. Zero means
+	// DefaultStallThreshold.
+	StallThreshold time.Duration
 	// RelayCheckInterval is how often a relay that heard nothing from its
 	// topic asks it whether it still delivers to it (actors.Relays
 	// StartChecks). Zero means actors.DefaultCheckInterval; negative
@@ -101,6 +109,12 @@ func (c Config) withDefaults() Config {
 	if c.JoinTimeout == 0 {
 		c.JoinTimeout = DefaultJoinTimeout
 	}
+	if c.GuardInterval == 0 {
+		c.GuardInterval = DefaultGuardInterval
+	}
+	if c.StallThreshold == 0 {
+		c.StallThreshold = DefaultStallThreshold
+	}
 	if c.RelayCheckInterval == 0 {
 		c.RelayCheckInterval = actors.DefaultCheckInterval
 	}
@@ -123,6 +137,13 @@ type Node struct {
 	conns    *actors.Conns
 	ready    atomic.Bool
 	closed   atomic.Bool
+	// quorate is false while the node sees no majority of its configured
+	// peers; evicted once the cluster no longer counts it (see guard).
+	quorate   atomic.Bool
+	evicted   atomic.Bool
+	evictOnce sync.Once
+	evictedCh chan struct{}
+	guard     *guard // nil when disabled
 	// stopChecks stops the relays' checks; set by Start.
 	stopChecks func()
 	// publishing is held shared by each Publish and exclusively by Close,
@@ -175,10 +196,16 @@ func New(cfg Config) (*Node, error) {
 		protocluster.WithRequestTimeout(cfg.RequestTimeout),
 	)
 	n := &Node{cfg: cfg, system: system, cluster: protocluster.New(system, clusterCfg), lookup: look,
-		provider: prov, store: store}
+		provider: prov, store: store, evictedCh: make(chan struct{})}
+	look.memberID = prov.memberID(n.cluster)
 	router := grainRouter{look}
 	n.relays = actors.NewRelays(system, router, actors.RelayConfig{Logger: cfg.Logger})
-	look.onChange = func() { n.relays.Broadcast(&actors.TopologyChanged{}) }
+	look.onChange = func() {
+		n.relays.Broadcast(&actors.TopologyChanged{})
+		if n.guard != nil {
+			n.setQuorate(n.guard.quorate(look.view()))
+		}
+	}
 	n.conns = actors.NewConns(system, router, n.relays, actors.ConnConfig{
 		MaxMessage:     cfg.MaxMessage,
 		RequestTimeout: cfg.RequestTimeout,
@@ -215,6 +242,14 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.cfg.RelayCheckInterval > 0 {
 		n.stopChecks = n.relays.StartChecks(n.cfg.RelayCheckInterval)
 	}
+	if n.cfg.GuardInterval > 0 {
+		g := newGuard(n, n.cfg.Peers)
+		n.setQuorate(g.quorate(n.lookup.view()))
+		n.guard = g
+		go g.run()
+	} else {
+		n.setQuorate(true)
+	}
 	n.ready.Store(true)
 	n.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "node started",
 		slog.String("node", n.cfg.Name), slog.String("cluster_addr", n.system.Address()),
@@ -225,8 +260,65 @@ func (n *Node) Start(ctx context.Context) (err error) {
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
-// Ready reports whether the node accepts clients.
-func (n *Node) Ready() bool { return n.ready.Load() }
+// Ready reports whether the node accepts clients: it has joined, is not
+// closing, sees a majority of its configured peers, and the cluster still
+// counts it.
+func (n *Node) Ready() bool { return n.ready.Load() && n.quorate.Load() && !n.evicted.Load() }
+
+// Evicted is closed once the cluster no longer counts this node (its peers
+// dropped it after a pause or a partition, and protoactor never lets the
+// same member id back in). By then every client was closed with 1001 and
+// the node refuses new ones; the process should close the node and join
+// again under a new identity (topicast serve restarts itself).
+func (n *Node) Evicted() <-chan struct{} { return n.evictedCh }
+
+// setQuorate records whether the node sees a majority of its configured
+// peers; on losing it, the node closes its clients so that they move to
+// the majority.
+func (n *Node) setQuorate(q bool) {
+	n.lookup.quorate.Store(q)
+	if prev := n.quorate.Swap(q); prev == q || !n.ready.Load() {
+		return
+	}
+	if q {
+		n.cfg.Logger.LogAttrs(context.Background(), slog.LevelInfo, "node has its quorum again",
+			slog.String("node", n.cfg.Name))
+		return
+	}
+	n.cfg.Logger.LogAttrs(context.Background(), slog.LevelWarn,
+		"node lost its quorum (no majority of its peers in sight, or the membership dropped it): refusing clients and publishes",
+		slog.String("node", n.cfg.Name), slog.Any("members", n.lookup.memberAddrs()))
+	n.conns.CloseAll(disconnectCutOff)
+}
+
+// evict makes the node give up its membership: see Evicted.
+func (n *Node) evict(reason string) {
+	n.evictOnce.Do(func() {
+		n.evicted.Store(true)
+		n.cfg.Logger.LogAttrs(context.Background(), slog.LevelWarn, "node evicted from the cluster: it must join again",
+			slog.String("node", n.cfg.Name), slog.String("reason", reason))
+		t := time.NewTimer(n.cfg.RequestTimeout)
+		defer t.Stop()
+		select {
+		case <-n.conns.CloseAll(disconnectRejoin):
+		case <-t.C:
+		}
+		close(n.evictedCh)
+	})
+}
+
+// unavailable says why the node refuses a call, or returns nil.
+func (n *Node) unavailable() error {
+	switch {
+	case n.closed.Load():
+		return wire.Errorf(wire.CodeUnavailable, "node is shutting down")
+	case n.evicted.Load():
+		return wire.Errorf(wire.CodeUnavailable, "node is rejoining the cluster, try another")
+	case !n.quorate.Load():
+		return wire.Errorf(wire.CodeUnavailable, "node is cut off from most of the cluster, try another")
+	}
+	return nil
+}
 
 // Conns returns the number of connected clients.
 func (n *Node) Conns() int { return n.conns.Len() }
@@ -240,10 +332,15 @@ func (n *Node) Members() int { return len(n.lookup.memberAddrs()) }
 
 // Accept takes a new client session; it is a transport.AcceptFunc.
 func (n *Node) Accept(s transport.Session) transport.Handler {
-	if n.closed.Load() {
-		// The adapter still calls the handler's HandleClosed, so the session
-		// gets its actor, which stops when the close completes.
+	switch {
+	// The adapter still calls the handler's HandleClosed, so the session
+	// gets its actor, which stops when the close completes.
+	case n.closed.Load():
 		s.Close(transport.DisconnectShutdown)
+	case n.evicted.Load():
+		s.Close(disconnectRejoin)
+	case !n.quorate.Load():
+		s.Close(disconnectCutOff)
 	}
 	return n.conns.Accept(s)
 }
@@ -258,6 +355,9 @@ func (n *Node) Close(ctx context.Context) error {
 		return nil
 	}
 	n.ready.Store(false)
+	if n.guard != nil {
+		n.guard.close()
+	}
 	// Wait for the publishes under way, then for the relays to hand their
 	// deliveries to the sessions' queues: closing a session writes what is
 	// queued, so every message a publisher was answered for reaches its
@@ -278,7 +378,15 @@ func (n *Node) Close(ctx context.Context) error {
 	if n.stopChecks != nil {
 		n.stopChecks()
 	}
-	n.cluster.Shutdown(true)
+	if n.evicted.Load() {
+		// The cluster has dropped this member already: no leave to
+		// announce and no ownership to hand over, so no graceful waits.
+		_ = n.provider.Shutdown(false) // releases the health port; an error changes nothing now
+		n.lookup.Shutdown()
+		n.cluster.Shutdown(false)
+	} else {
+		n.cluster.Shutdown(true)
+	}
 	if n.store != nil {
 		n.store.Close()
 	}
@@ -289,13 +397,13 @@ func (n *Node) Close(ctx context.Context) error {
 // one topic go to its actor in one request, so a batch costs one round trip
 // per topic.
 func (n *Node) Publish(ctx context.Context, items []wire.PublishItem) ([]wire.PublishResult, error) {
-	if n.closed.Load() {
-		return nil, wire.Errorf(wire.CodeUnavailable, "node is shutting down")
+	if err := n.unavailable(); err != nil {
+		return nil, err
 	}
 	n.publishing.RLock()
 	defer n.publishing.RUnlock()
-	if n.closed.Load() {
-		return nil, wire.Errorf(wire.CodeUnavailable, "node is shutting down")
+	if err := n.unavailable(); err != nil {
+		return nil, err
 	}
 	type group struct {
 		req  *actorpb.PublishRequest
@@ -345,8 +453,8 @@ func (n *Node) Publish(ctx context.Context, items []wire.PublishItem) ([]wire.Pu
 
 // History reads the messages of topic after since, at most limit (<= 0: all).
 func (n *Node) History(ctx context.Context, topic string, since uint64, limit int) (*wire.History, error) {
-	if n.closed.Load() {
-		return nil, wire.Errorf(wire.CodeUnavailable, "node is shutting down")
+	if err := n.unavailable(); err != nil {
+		return nil, err
 	}
 	req := &actorpb.HistoryRequest{Topic: topic, Since: since, Limit: uint32(max(limit, 0))}
 	res, err := n.finish(n.start(topic, req, time.Now().Add(n.timeout(ctx))))

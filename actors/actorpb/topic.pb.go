@@ -1077,6 +1077,120 @@ func (x *ActivationStopped) GetPid() *actor.PID {
 	return nil
 }
 
+// MembershipRequest asks a member's activator how it sees the cluster. A
+// node asks its peers, to find out whether they still count it as a member
+// (see the cluster package's guard).
+type MembershipRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembershipRequest) Reset() {
+	*x = MembershipRequest{}
+	mi := &file_topic_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembershipRequest) ProtoMessage() {}
+
+func (x *MembershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topic_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembershipRequest.ProtoReflect.Descriptor instead.
+func (*MembershipRequest) Descriptor() ([]byte, []int) {
+	return file_topic_proto_rawDescGZIP(), []int{15}
+}
+
+// MembershipResponse answers a MembershipRequest.
+type MembershipResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// MemberId is the answering member's id.
+	MemberId string `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// Members are the ids of the members it sees, itself included.
+	Members []string `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	// Settled is set once it has been a member long enough for its view to
+	// count: a member that just started may not have seen everyone yet.
+	Settled bool `protobuf:"varint,3,opt,name=settled,proto3" json:"settled,omitempty"`
+	// Quorate is set when its view holds a majority of the configured peers
+	// (always, without a fixed peer list).
+	Quorate       bool `protobuf:"varint,4,opt,name=quorate,proto3" json:"quorate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembershipResponse) Reset() {
+	*x = MembershipResponse{}
+	mi := &file_topic_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembershipResponse) ProtoMessage() {}
+
+func (x *MembershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_topic_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembershipResponse.ProtoReflect.Descriptor instead.
+func (*MembershipResponse) Descriptor() ([]byte, []int) {
+	return file_topic_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MembershipResponse) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *MembershipResponse) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MembershipResponse) GetSettled() bool {
+	if x != nil {
+		return x.Settled
+	}
+	return false
+}
+
+func (x *MembershipResponse) GetQuorate() bool {
+	if x != nil {
+		return x.Quorate
+	}
+	return false
+}
+
 var File_topic_proto protoreflect.FileDescriptor
 
 const file_topic_proto_rawDesc = "" +
@@ -1159,7 +1273,13 @@ const file_topic_proto_rawDesc = "" +
 	"\bidentity\x18\x01 \x01(\tR\bidentity\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n" +
 	"\x03pid\x18\x03 \x01(\v2\n" +
-	".actor.PIDR\x03pidB-Z+github.com/topicast/topicast/actors/actorpbb\x06proto3"
+	".actor.PIDR\x03pid\"\x13\n" +
+	"\x11MembershipRequest\"\x7f\n" +
+	"\x12MembershipResponse\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x18\n" +
+	"\amembers\x18\x02 \x03(\tR\amembers\x12\x18\n" +
+	"\asettled\x18\x03 \x01(\bR\asettled\x12\x18\n" +
+	"\aquorate\x18\x04 \x01(\bR\aquorateB-Z+github.com/topicast/topicast/actors/actorpbb\x06proto3"
 
 var (
 	file_topic_proto_rawDescOnce sync.Once
@@ -1173,7 +1293,7 @@ func file_topic_proto_rawDescGZIP() []byte {
 	return file_topic_proto_rawDescData
 }
 
-var file_topic_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_topic_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_topic_proto_goTypes = []any{
 	(*Position)(nil),           // 0: topicast.actors.Position
 	(*PublishItem)(nil),        // 1: topicast.actors.PublishItem
@@ -1190,19 +1310,21 @@ var file_topic_proto_goTypes = []any{
 	(*ActivationRequest)(nil),  // 12: topicast.actors.ActivationRequest
 	(*ActivationResponse)(nil), // 13: topicast.actors.ActivationResponse
 	(*ActivationStopped)(nil),  // 14: topicast.actors.ActivationStopped
-	(*actor.PID)(nil),          // 15: actor.PID
+	(*MembershipRequest)(nil),  // 15: topicast.actors.MembershipRequest
+	(*MembershipResponse)(nil), // 16: topicast.actors.MembershipResponse
+	(*actor.PID)(nil),          // 17: actor.PID
 }
 var file_topic_proto_depIdxs = []int32{
 	1,  // 0: topicast.actors.PublishRequest.items:type_name -> topicast.actors.PublishItem
 	4,  // 1: topicast.actors.PublishResponse.error:type_name -> topicast.actors.ErrorInfo
-	15, // 2: topicast.actors.JoinRequest.relay:type_name -> actor.PID
+	17, // 2: topicast.actors.JoinRequest.relay:type_name -> actor.PID
 	0,  // 3: topicast.actors.JoinRequest.since:type_name -> topicast.actors.Position
 	0,  // 4: topicast.actors.JoinRequest.relay_since:type_name -> topicast.actors.Position
-	15, // 5: topicast.actors.JoinResponse.topic:type_name -> actor.PID
-	15, // 6: topicast.actors.RelayDropped.activation:type_name -> actor.PID
-	15, // 7: topicast.actors.LeaveRequest.relay:type_name -> actor.PID
-	15, // 8: topicast.actors.ActivationResponse.pid:type_name -> actor.PID
-	15, // 9: topicast.actors.ActivationStopped.pid:type_name -> actor.PID
+	17, // 5: topicast.actors.JoinResponse.topic:type_name -> actor.PID
+	17, // 6: topicast.actors.RelayDropped.activation:type_name -> actor.PID
+	17, // 7: topicast.actors.LeaveRequest.relay:type_name -> actor.PID
+	17, // 8: topicast.actors.ActivationResponse.pid:type_name -> actor.PID
+	17, // 9: topicast.actors.ActivationStopped.pid:type_name -> actor.PID
 	10, // [10:10] is the sub-list for method output_type
 	10, // [10:10] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
@@ -1221,7 +1343,7 @@ func file_topic_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_topic_proto_rawDesc), len(file_topic_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

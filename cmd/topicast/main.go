@@ -79,8 +79,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := m.Run(ctx); err != nil {
 			return err
 		}
-		<-ctx.Done()
-		return m.Close()
+		select {
+		case <-ctx.Done():
+			return m.Close()
+		case <-m.srv.Node().Evicted():
+			return m.rejoin()
+		}
 	case "pub":
 		return runPub(ctx, args[1:], stdout, stderr)
 	case "sub":

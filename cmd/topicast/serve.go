@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/cluster"
@@ -27,6 +28,7 @@ type Main struct {
 	gc        gcFlags
 	logFormat string
 	logLevel  string
+	onEvicted string
 
 	srv *server.Server
 }
@@ -74,6 +76,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.Float64Var(&c.PublishRate, "publish-rate", httpapi.DefaultPublishRate, "messages per second per API key on POST /v1/publish; more get 429 (0: no limit)")
 	fs.IntVar(&c.PublishBurst, "publish-burst", httpapi.DefaultPublishBurst, "messages an API key may publish at once")
 	fs.IntVar(&m.gc.percent, "gc-percent", defaultGCPercent, "garbage collection target, as GOGC (-1: collect only near the soft memory limit); without the flag GOGC from the environment wins")
+	fs.StringVar(&m.onEvicted, "on-evicted", "restart", "when the cluster drops this node for good (after a pause or a partition): restart (the process starts itself again under a new member identity) or exit (code 75, for a supervisor to restart it)")
 	fs.StringVar(&m.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&m.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -85,6 +88,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.Visit(func(f *flag.Flag) { m.gc.given = m.gc.given || f.Name == "gc-percent" })
 	if _, _, err := m.gc.resolve(os.LookupEnv); err != nil {
 		return err
+	}
+	if m.onEvicted != "restart" && m.onEvicted != "exit" {
+		return fmt.Errorf("--on-evicted must be restart or exit, got %q", m.onEvicted)
 	}
 	c.Node.Peers, c.Node.Etcd = splitList(peers), splitList(etcdURLs)
 	if c.Node.Topic.HistorySize < 0 || c.Node.MaxMessage <= 0 || c.MaxQueue <= 0 || c.Node.Topic.HistoryTTL <= 0 {
@@ -192,6 +198,35 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.srv = srv
 	return nil
+}
+
+// ExitEvicted is the exit code of serve --on-evicted exit when the cluster
+// dropped the node (EX_TEMPFAIL: try again).
+const ExitEvicted = 75
+
+// rejoin closes a node that the cluster no longer counts (its clients were
+// closed with 1001 already) and, with --on-evicted restart, starts this
+// process again in its place: exec keeps the PID, the flags and the
+// environment, and the new process joins under a new member identity, which
+// the others let in. With exit it ends with ExitEvicted for a supervisor to
+// restart it.
+func (m *Main) rejoin() error {
+	logger := m.cfg.Logger
+	if err := m.Close(); err != nil {
+		logger.Warn("closing the evicted node", slog.Any("err", err))
+	}
+	if m.onEvicted == "exit" {
+		return &exitError{ExitEvicted, errors.New("the cluster dropped this node")}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("restart after eviction: %w", err)
+	}
+	logger.Info("restarting to join the cluster again", slog.String("exe", exe))
+	if err := syscall.Exec(exe, os.Args, os.Environ()); err != nil {
+		return fmt.Errorf("restart after eviction: %w", err)
+	}
+	return nil // not reached: exec replaced the process
 }
 
 // Close drains and stops the server within --drain-timeout.

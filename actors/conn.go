@@ -9,7 +9,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/topicast/topicast/actors/actorpb"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/wire"
 )
@@ -45,10 +44,10 @@ func (c ConnConfig) withDefaults() ConnConfig {
 // Conns starts connection actors and keeps the set of live ones. It is
 // goroutine-safe.
 type Conns struct {
-	system *actor.ActorSystem
-	router TopicRouter
-	relays *Relays
-	cfg    ConnConfig
+	system    *actor.ActorSystem
+	publisher Publisher
+	relays    *Relays
+	cfg       ConnConfig
 
 	mu    sync.Mutex
 	live  map[transport.Session]struct{}
@@ -56,9 +55,9 @@ type Conns struct {
 }
 
 // NewConns returns a starter of connection actors that subscribe through
-// relays and publish through router.
-func NewConns(system *actor.ActorSystem, router TopicRouter, relays *Relays, cfg ConnConfig) *Conns {
-	return &Conns{system: system, router: router, relays: relays, cfg: cfg.withDefaults(),
+// relays and publish through publisher.
+func NewConns(system *actor.ActorSystem, publisher Publisher, relays *Relays, cfg ConnConfig) *Conns {
+	return &Conns{system: system, publisher: publisher, relays: relays, cfg: cfg.withDefaults(),
 		live: make(map[transport.Session]struct{})}
 }
 
@@ -68,7 +67,8 @@ func (cs *Conns) Accept(s transport.Session) transport.Handler {
 	cs.mu.Lock()
 	cs.live[s] = struct{}{}
 	cs.mu.Unlock()
-	a := &connActor{conns: cs, sess: s, subs: make(map[string]bool)}
+	a := &connActor{conns: cs, sess: s, subs: make(map[string]bool),
+		pubs: pubQueue{sess: s, publisher: cs.publisher, cfg: &cs.cfg}}
 	pid := cs.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
 	a.ref = &ConnRef{Session: s, PID: pid}
 	return &connHandler{root: cs.system.Root, pid: pid, maxData: cs.cfg.MaxMessage}
@@ -182,6 +182,8 @@ type connActor struct {
 	closed bool
 	// auth holds the token and limits of the guard, if any.
 	auth connAuth
+	// pubs publishes the client's pubs in order, off the actor.
+	pubs pubQueue
 }
 
 func (a *connActor) Receive(c actor.Context) {
@@ -242,7 +244,7 @@ func (a *connActor) onCommand(c actor.Context, cmd *wire.Command) {
 	case wire.OpUnsub:
 		a.onUnsub(cmd)
 	case wire.OpPub:
-		a.onPub(c, cmd)
+		a.onPub(cmd)
 	case wire.OpHello, wire.OpRefresh:
 		a.write(wire.AppendOK(nil, cmd.ID))
 	case wire.OpPing:
@@ -285,7 +287,7 @@ func (a *connActor) onUnsub(cmd *wire.Command) {
 	a.conns.relays.send(cmd.Topic, &relayUnsubscribe{conn: a.ref, id: cmd.ID, reply: true})
 }
 
-func (a *connActor) onPub(c actor.Context, cmd *wire.Command) {
+func (a *connActor) onPub(cmd *wire.Command) {
 	if wire.IsSystemTopic(cmd.Topic) {
 		a.fail(cmd.ID, wire.CodeForbidden, "only the server publishes to "+wire.SystemPrefix+" topics")
 		return
@@ -294,32 +296,9 @@ func (a *connActor) onPub(c actor.Context, cmd *wire.Command) {
 		a.fail(cmd.ID, wire.CodeForbidden, "the token does not allow publishing to "+cmd.Topic)
 		return
 	}
-	req := &actorpb.PublishRequest{Topic: cmd.Topic, Items: []*actorpb.PublishItem{{Data: cmd.Data}}}
-	a.publish(c, cmd, req, 1)
-}
-
-func (a *connActor) publish(c actor.Context, cmd *wire.Command, req *actorpb.PublishRequest, attempt int) {
-	pid, err := a.conns.router.TopicPID(cmd.Topic)
-	if err != nil {
-		a.fail(cmd.ID, wire.CodeUnavailable, "topic "+cmd.Topic+" is unavailable, try again")
-		return
+	if !a.pubs.push(queuedPub{id: cmd.ID, topic: cmd.Topic, data: cmd.Data}) {
+		a.fail(cmd.ID, wire.CodeRateLimited, "too many publishes waiting for their topics, slow down")
 	}
-	f := c.RequestFuture(pid, req, a.conns.cfg.RequestTimeout)
-	c.ReenterAfter(f, func(res any, err error) {
-		if errors.Is(err, actor.ErrDeadLetter) && attempt < 3 {
-			a.publish(c, cmd, req, attempt+1) // the topic stopped between lookup and send
-			return
-		}
-		r, ok := res.(*actorpb.PublishResponse)
-		switch {
-		case err != nil || !ok:
-			a.fail(cmd.ID, wire.CodeUnavailable, "topic "+cmd.Topic+" did not answer, try again")
-		case r.Error != nil:
-			a.fail(cmd.ID, wire.ErrorCode(r.Error.Code), r.Error.Message)
-		default:
-			a.write(wire.AppendPubOK(nil, cmd.ID, cmd.Topic, r.Epoch, r.Seqs[0]))
-		}
-	})
 }
 
 func (a *connActor) onSessionClosed(c actor.Context, msg *sessionClosed) {

@@ -1,10 +1,16 @@
 package actors
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/topicast/topicast/actors/actorpb"
+	"github.com/topicast/topicast/transport/wire"
 )
 
 // ErrNoTopicActor is returned when a topic's actor cannot be found or started
@@ -81,4 +87,49 @@ func (l *LocalTopics) forget(topic string, pid *actor.PID) {
 	if cur, ok := l.pids[topic]; ok && cur.Equal(pid) {
 		delete(l.pids, topic)
 	}
+}
+
+var _ Publisher = (*LocalTopics)(nil)
+
+// Publish publishes items in order, one request per run of items to one
+// topic, asking again when a topic actor stopped between lookup and send.
+func (l *LocalTopics) Publish(ctx context.Context, items []wire.PublishItem) ([]wire.PublishResult, error) {
+	timeout := DefaultRequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	results := make([]wire.PublishResult, 0, len(items))
+	for len(items) > 0 {
+		n := 1
+		for n < len(items) && items[n].Topic == items[0].Topic {
+			n++
+		}
+		req := &actorpb.PublishRequest{Topic: items[0].Topic}
+		for _, it := range items[:n] {
+			req.Items = append(req.Items, &actorpb.PublishItem{Data: it.Data, Key: it.Key})
+		}
+		var res any
+		var err error
+		for attempt := 0; attempt < 3; attempt++ {
+			pid, _ := l.TopicPID(req.Topic) // never fails
+			res, err = l.system.Root.RequestFuture(pid, req, timeout).Result()
+			if !errors.Is(err, actor.ErrDeadLetter) {
+				break
+			}
+		}
+		r, ok := res.(*actorpb.PublishResponse)
+		switch {
+		case err != nil || !ok:
+			return nil, wire.Errorf(wire.CodeUnavailable, "topic %s did not answer: %v", req.Topic, err)
+		case r.Error != nil:
+			return nil, &wire.Error{Code: wire.ErrorCode(r.Error.Code), Message: r.Error.Message}
+		case len(r.Seqs) != n:
+			return nil, fmt.Errorf("topic %s answered %d seqs for %d messages", req.Topic, len(r.Seqs), n)
+		}
+		for _, seq := range r.Seqs {
+			results = append(results, wire.PublishResult{Topic: req.Topic, Epoch: r.Epoch, Seq: seq})
+		}
+		items = items[n:]
+	}
+	return results, nil
 }

@@ -206,7 +206,7 @@ func New(cfg Config) (*Node, error) {
 			n.setQuorate(n.guard.quorate(look.view()))
 		}
 	}
-	n.conns = actors.NewConns(system, router, n.relays, actors.ConnConfig{
+	n.conns = actors.NewConns(system, n, n.relays, actors.ConnConfig{
 		MaxMessage:     cfg.MaxMessage,
 		RequestTimeout: cfg.RequestTimeout,
 		OnClosed:       cfg.OnConnClosed,
@@ -392,6 +392,8 @@ func (n *Node) Close(ctx context.Context) error {
 	}
 	return err
 }
+
+var _ actors.Publisher = (*Node)(nil)
 
 // Publish publishes items in order and answers where each landed. Items of
 // one topic go to its actor in one request, so a batch costs one round trip

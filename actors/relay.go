@@ -547,6 +547,17 @@ func (a *relayActor) register(c actor.Context, topic *actor.PID, tag uint64) {
 }
 
 func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
+	if msg.Retry {
+		// A stale activation: join the topic where it lives now.
+		if p := a.pending[msg.Tag]; p != nil || msg.Tag == a.checkTag {
+			if msg.Topic != nil && a.registered != nil && msg.Topic.Equal(a.registered) {
+				c.Unwatch(a.registered)
+				a.registered = nil
+			}
+			a.moved(c, msg.Topic)
+		}
+		return
+	}
 	p := a.pending[msg.Tag]
 	if p == nil && msg.Tag == a.checkTag && msg.Tag != 0 {
 		// The check found the relay unregistered or behind: the topic has

@@ -78,7 +78,16 @@ func (s *fakeStore) Append(_ context.Context, topic string, fence uint64, msgs [
 }
 
 func (s *fakeStore) Trim(context.Context, string, uint64, uint64) error { return nil }
-func (s *fakeStore) Durable() bool                                      { return true }
+
+func (s *fakeStore) Fence(_ context.Context, topic string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.topics[topic]; t != nil {
+		return t.fence, nil
+	}
+	return 0, nil
+}
+func (s *fakeStore) Durable() bool { return true }
 
 // newRelayEnv is newEnv whose actor system ends its dead-letter throttle
 // quickly: these tests make dead letters on purpose (joins and leaves that

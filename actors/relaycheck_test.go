@@ -213,3 +213,37 @@ func TestTopicRetriesOnlyWhatCannotRepeat(t *testing.T) {
 		})
 	}
 }
+
+// A stale activation (a newer one numbered past its head) that a joiner is
+// ahead of stops and sends the relay to the current one, instead of taking
+// the joiner back in time; a position the store never had is answered
+// recovered:false, as the protocol says.
+func TestStaleActivationSendsJoinersOn(t *testing.T) {
+	store := newFakeStore()
+	e := newRelayEnv(t, TopicConfig{Store: store})
+	for i := range 3 {
+		e.publish("t", data(i))
+	}
+	epoch := e.publish("t", data(3)).Epoch // head 4, this activation holds fence 1
+	// Another node's activation claims the topic and publishes 5 and 6.
+	st, err := store.Open(context.Background(), "t", "", 100, 0)
+	require.NoError(t, err)
+	require.NoError(t, store.Append(context.Background(), "t", st.Fence, []StoredMessage{
+		{Seq: 5, At: time.Now().UnixNano(), Frame: []byte(`{"op":"msg","topic":"t","epoch":"` + epoch + `","seq":5,"ts":0,"data":5}`)},
+		{Seq: 6, At: time.Now().UnixNano(), Frame: []byte(`{"op":"msg","topic":"t","epoch":"` + epoch + `","seq":6,"ts":0,"data":6}`)},
+	}, 0))
+	c := e.connect()
+	c.send(`{"op":"sub","id":1,"topic":"t","since":{"epoch":"` + epoch + `","seq":5}}`)
+	frames := c.next(t, 2)
+	require.Equal(t, "ok", frames[0].Op, frames[0].Raw)
+	require.True(t, *frames[0].Recovered, frames[0].Raw)
+	require.Equal(t, uint64(6), frames[0].Seq)
+	require.Equal(t, uint64(6), frames[1].Seq, frames[1].Raw)
+
+	c2 := e.connect()
+	c2.send(`{"op":"sub","id":2,"topic":"t","since":{"epoch":"` + epoch + `","seq":40}}`)
+	ok := c2.next(t, 1)[0]
+	require.Equal(t, "ok", ok.Op, ok.Raw)
+	require.False(t, *ok.Recovered)
+	require.Equal(t, uint64(6), ok.Seq)
+}

@@ -81,6 +81,9 @@ type HistoryStore interface {
 	// after a lost reply) must report success the second time.
 	// minSeq > 0 also drops the messages with a smaller seq (expired).
 	Append(ctx context.Context, topic string, fence uint64, msgs []StoredMessage, minSeq uint64) error
+	// Fence returns the fence that holds topic now: an activation whose
+	// fence differs has been claimed over.
+	Fence(ctx context.Context, topic string) (uint64, error)
 	// Trim drops the messages with a seq below minSeq, if fence still holds
 	// the topic.
 	Trim(ctx context.Context, topic string, fence uint64, minSeq uint64) error
@@ -102,6 +105,9 @@ func (MemoryStore) Open(_ context.Context, _, newEpoch string, _ int, _ int64) (
 
 // Append keeps nothing.
 func (MemoryStore) Append(context.Context, string, uint64, []StoredMessage, uint64) error { return nil }
+
+// Fence is always 0, as Open gives it.
+func (MemoryStore) Fence(context.Context, string) (uint64, error) { return 0, nil }
 
 // Trim has nothing to drop.
 func (MemoryStore) Trim(context.Context, string, uint64, uint64) error { return nil }

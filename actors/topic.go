@@ -489,6 +489,23 @@ func (a *topicActor) removeRelay(pid *actor.PID) bool {
 	return false
 }
 
+// behind reports whether pos, in this activation's epoch, is past its head.
+// With a durable store an epoch outlives activations, so a newer activation
+// may have written more (or the client made the position up: the store
+// tells, see stale); in memory a new activation has a new epoch.
+func (a *topicActor) behind(pos *actorpb.Position) bool {
+	return a.durable && pos != nil && pos.Epoch == a.epoch && pos.Seq > a.seq
+}
+
+// stale asks the store whether a newer activation has claimed the topic.
+// A store that does not answer says nothing: the activation goes on.
+func (a *topicActor) stale() bool {
+	ctx, cancel := a.storeContext()
+	defer cancel()
+	fence, err := a.cfg.Store.Fence(ctx, a.name)
+	return err == nil && fence != a.fence
+}
+
 // onRelayTerminated drops a relay whose watch fired. protoactor answers the
 // watches of remote actors for their whole address when it drops a member
 // or a connection: when the member at that address is a new process (a node
@@ -574,6 +591,14 @@ func (a *topicActor) onJoin(c actor.Context, req *actorpb.JoinRequest) {
 	a.setName(req.Topic)
 	if req.Relay == nil || !a.ready(c) {
 		return // a stale activation: the relay watches it and joins again when it stops
+	}
+	if (a.behind(req.Since) || a.behind(req.RelaySince)) && a.stale() {
+		// A newer activation has numbered past this one's head (its node
+		// was paused, say, and has not been told yet). Answering from here
+		// would take the joiner back in time.
+		a.fail(c, "a joiner is ahead of this activation", ErrFenced)
+		c.Send(req.Relay, &actorpb.JoinResponse{Tag: req.Tag, Topic: c.Self(), Retry: true})
+		return
 	}
 	a.trim(a.cfg.Clock.Now().UnixNano())
 	registered := a.relayIndex(req.Relay) >= 0

@@ -468,7 +468,12 @@ type JoinResponse struct {
 	RelayFrames [][]byte `protobuf:"bytes,7,rep,name=relay_frames,json=relayFrames,proto3" json:"relay_frames,omitempty"`
 	// Topic is the activation that answered; the relay is registered there
 	// and watches it.
-	Topic         *actor.PID `protobuf:"bytes,8,opt,name=topic,proto3" json:"topic,omitempty"`
+	Topic *actor.PID `protobuf:"bytes,8,opt,name=topic,proto3" json:"topic,omitempty"`
+	// Retry is set, with nothing else, when the answering activation found
+	// itself behind its durable store (the join's position is past its head:
+	// a newer activation wrote more). It stops; the relay looks the topic up
+	// again and joins where it lives now.
+	Retry         bool `protobuf:"varint,9,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -557,6 +562,13 @@ func (x *JoinResponse) GetTopic() *actor.PID {
 		return x.Topic
 	}
 	return nil
+}
+
+func (x *JoinResponse) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
 }
 
 // RelayDropped tells a relay that the topic activation stopped delivering to
@@ -1224,7 +1236,7 @@ const file_topic_proto_rawDesc = "" +
 	"\x06rejoin\x18\x05 \x01(\bR\x06rejoin\x12:\n" +
 	"\vrelay_since\x18\x06 \x01(\v2\x19.topicast.actors.PositionR\n" +
 	"relaySince\x12\x14\n" +
-	"\x05check\x18\a \x01(\bR\x05check\"\xee\x01\n" +
+	"\x05check\x18\a \x01(\bR\x05check\"\x84\x02\n" +
 	"\fJoinResponse\x12\x10\n" +
 	"\x03tag\x18\x01 \x01(\x04R\x03tag\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x12\n" +
@@ -1234,7 +1246,8 @@ const file_topic_proto_rawDesc = "" +
 	"\x0frelay_recovered\x18\x06 \x01(\bR\x0erelayRecovered\x12!\n" +
 	"\frelay_frames\x18\a \x03(\fR\vrelayFrames\x12 \n" +
 	"\x05topic\x18\b \x01(\v2\n" +
-	".actor.PIDR\x05topic\"P\n" +
+	".actor.PIDR\x05topic\x12\x14\n" +
+	"\x05retry\x18\t \x01(\bR\x05retry\"P\n" +
 	"\fRelayDropped\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12*\n" +
 	"\n" +

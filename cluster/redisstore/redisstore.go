@@ -308,6 +308,18 @@ func unsent(err error) bool {
 	return errors.Is(err, redis.ErrPoolTimeout) || (errors.As(err, &op) && op.Op == "dial")
 }
 
+// Fence returns the fence that holds topic now (0 for an unknown topic).
+func (s *Store) Fence(ctx context.Context, topic string) (uint64, error) {
+	v, err := s.rdb.HGet(ctx, s.metaKey(topic), "fence").Uint64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: fence of %s: %w", topic, err)
+	}
+	return v, nil
+}
+
 var trimScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return -1 end
 redis.call('XTRIM', KEYS[2], 'MINID', ARGV[2])

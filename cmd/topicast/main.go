@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		case <-ctx.Done():
 			return m.Close()
 		case <-m.srv.Node().Evicted():
-			return m.rejoin()
+			return m.rejoin(ctx)
 		}
 	case "pub":
 		return runPub(ctx, args[1:], stdout, stderr)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
 	"syscall"
 
@@ -210,10 +211,18 @@ const ExitEvicted = 75
 // environment, and the new process joins under a new member identity, which
 // the others let in. With exit it ends with ExitEvicted for a supervisor to
 // restart it.
-func (m *Main) rejoin() error {
+// A SIGINT or SIGTERM that came meanwhile (ctx is done) wins: the process
+// ends.
+func (m *Main) rejoin(ctx context.Context) error {
 	logger := m.cfg.Logger
 	if err := m.Close(); err != nil {
 		logger.Warn("closing the evicted node", slog.Any("err", err))
+	}
+	// From here a signal takes its default action (the process ends) rather
+	// than being missed between this check and the exec.
+	signal.Reset(os.Interrupt, syscall.SIGTERM)
+	if ctx.Err() != nil {
+		return nil // asked to stop: no restart
 	}
 	if m.onEvicted == "exit" {
 		return &exitError{ExitEvicted, errors.New("the cluster dropped this node")}

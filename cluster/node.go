@@ -535,7 +535,11 @@ func (n *Node) finish(c *call) (any, error) {
 		default:
 			res, err = awaitFuture(c.fut, c.changed, func() bool { return n.lookup.alive(c.pid.Address) })
 		}
-		retry := errors.Is(err, actor.ErrDeadLetter) || errors.Is(err, errMemberLeft)
+		// A dead letter reached no actor, and a "retry" answer wrote nothing:
+		// asking again is safe. A member that left with the request in
+		// flight may have handled it first: asking again could publish a
+		// message twice, unless every item carries a key.
+		retry := errors.Is(err, actor.ErrDeadLetter) || (errors.Is(err, errMemberLeft) && repeatable(c.msg))
 		if err == nil && isRetry(res) {
 			retry = true
 		}
@@ -553,10 +557,29 @@ func (n *Node) finish(c *call) (any, error) {
 		if err != nil || retry {
 			n.cfg.Logger.LogAttrs(context.Background(), slog.LevelWarn, "topic request failed",
 				slog.String("topic", c.topic), slog.Any("err", err), slog.Bool("retry", retry))
+			if !repeatable(c.msg) && !errors.Is(err, actor.ErrDeadLetter) && !retry {
+				return nil, wire.Errorf(wire.CodeUnavailable,
+					"topic %s did not answer in time: the message may have been published (publish with a key to retry safely)", c.topic)
+			}
 			return nil, wire.Errorf(wire.CodeUnavailable, "topic %s did not answer in time, try again", c.topic)
 		}
 		return res, nil
 	}
+}
+
+// repeatable reports whether msg may be sent twice without effect: a read,
+// or a publish whose every item has an idempotency key.
+func repeatable(msg any) bool {
+	req, ok := msg.(*actorpb.PublishRequest)
+	if !ok {
+		return true
+	}
+	for _, it := range req.Items {
+		if it.Key == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // isRetry reports whether res says "ask again": the activation was stale.

@@ -21,6 +21,9 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # (throwaway, on free loopback ports); nothing is started globally.
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# test/nemesis cuts and degrades node-to-node traffic with nftables inside a
+# network namespace of its own (unshare, from util-linux).
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive

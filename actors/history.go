@@ -16,9 +16,13 @@ type history struct {
 	head  int // index of the oldest entry
 	count int
 	max   int
+	// metrics count the retained messages (HistoryMessages).
+	metrics *transport.NodeMetrics
 }
 
-func newHistory(max int) history { return history{max: max} }
+func newHistory(max int, metrics *transport.NodeMetrics) history {
+	return history{max: max, metrics: metrics}
+}
 
 func (h *history) len() int { return h.count }
 
@@ -46,7 +50,7 @@ func (h *history) push(e entry) {
 	}
 	h.buf[(h.head+h.count)%len(h.buf)] = e
 	h.count++
-	transport.Metrics.HistoryMessages.Add(1)
+	h.metrics.HistoryMessages.Add(1)
 }
 
 // dropOlder removes entries published before cutoff (Unix nanoseconds).
@@ -55,7 +59,7 @@ func (h *history) dropOlder(cutoff int64) {
 		*h.oldest() = entry{}
 		h.head = (h.head + 1) % len(h.buf)
 		h.count--
-		transport.Metrics.HistoryMessages.Add(-1)
+		h.metrics.HistoryMessages.Add(-1)
 	}
 	if h.count == 0 && len(h.buf) > 8 {
 		h.buf, h.head = nil, 0 // release an idle topic's memory

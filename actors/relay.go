@@ -56,6 +56,16 @@ type SubscribeFailed struct{ Topic string }
 // joinRetry fires when a join has waited too long.
 type joinRetry struct{ tag uint64 }
 
+// retryAfterStale fires when a relay that a stale activation sent away may
+// look the topic up again.
+type retryAfterStale struct{ gen uint64 }
+
+// Backoff of the joins that activations answered "retry": the first comes
+// at once (a stale activation: the topic lives elsewhere), then from
+// staleRetryFirst, doubling up to the join timeout (a store that is down
+// would otherwise be asked in a loop).
+const staleRetryFirst = 100 * time.Millisecond
+
 // topicResolved carries the result of a lookup made off the relay's
 // goroutine.
 type topicResolved struct {
@@ -93,13 +103,20 @@ type RelayConfig struct {
 	// JoinTimeout is how long a relay waits for a topic to answer a join
 	// before it retries. Zero means DefaultJoinTimeout.
 	JoinTimeout time.Duration
-	Logger      *slog.Logger
+	// Metrics are the node's counters (transport.NodeState's), where relays
+	// count the subscriptions of their topic. Nil means counters of their
+	// own, which no one reads.
+	Metrics *transport.NodeMetrics
+	Logger  *slog.Logger
 }
 
 // NewRelays returns an empty registry whose relays reach topics through router.
 func NewRelays(system *actor.ActorSystem, router TopicRouter, cfg RelayConfig) *Relays {
 	if cfg.JoinTimeout == 0 {
 		cfg.JoinTimeout = DefaultJoinTimeout
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = new(transport.NodeMetrics)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -299,9 +316,11 @@ type relayActor struct {
 	lastSeq uint64
 	hasPos  bool
 
-	registered *actor.PID // the activation that answered the latest join; watched
-	regTag     uint64     // the tag of that join
-	heard      bool       // a delivery or join answer came since the last check tick
+	registered *actor.PID    // the activation that answered the latest join; watched
+	regTag     uint64        // the tag of that join
+	heard      bool          // a delivery or join answer came since the last check tick
+	staleWait  time.Duration // backoff of joins answered "retry"; 0 after a join succeeds
+	staleTimer *time.Timer
 	checkTag   uint64     // the tag of the check in flight, if any
 	target     *actor.PID // where joins go; nil until looked up
 	resolving  bool
@@ -335,6 +354,10 @@ func (a *relayActor) Receive(c actor.Context) {
 		c.Respond(msg)
 	case *joinRetry:
 		a.onJoinRetry(c, msg)
+	case *retryAfterStale:
+		if msg.gen == a.gen {
+			a.moved(c, nil)
+		}
 	case *topicResolved:
 		a.onResolved(c, msg)
 	case *TopologyChanged:
@@ -354,6 +377,9 @@ func (a *relayActor) Receive(c actor.Context) {
 	case *actor.Stopped:
 		for _, p := range a.pending {
 			p.timer.Stop()
+		}
+		if a.staleTimer != nil {
+			a.staleTimer.Stop()
 		}
 	}
 }
@@ -594,16 +620,33 @@ func (a *relayActor) register(c actor.Context, topic *actor.PID, tag uint64) {
 
 func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
 	if msg.Retry {
-		// A stale activation: join the topic where it lives now.
+		// A stale activation, or one whose store failed: join the topic
+		// where it lives now, at once the first time, then backing off.
 		if p := a.pending[msg.Tag]; p != nil || msg.Tag == a.checkTag {
 			if msg.Topic != nil && a.registered != nil && msg.Topic.Equal(a.registered) {
 				c.Unwatch(a.registered)
 				a.registered = nil
 			}
-			a.moved(c, msg.Topic)
+			if a.staleWait == 0 {
+				a.staleWait = staleRetryFirst
+				a.moved(c, msg.Topic)
+				return
+			}
+			if msg.Topic != nil && a.cluster != nil {
+				a.cluster.ForgetTopicPID(a.topic, msg.Topic)
+			}
+			a.target, a.resolving = nil, false
+			a.gen++
+			gen, self, root := a.gen, c.Self(), c.ActorSystem().Root
+			if a.staleTimer != nil {
+				a.staleTimer.Stop()
+			}
+			a.staleTimer = time.AfterFunc(a.staleWait, func() { root.Send(self, &retryAfterStale{gen: gen}) })
+			a.staleWait = min(2*a.staleWait, a.cfg.JoinTimeout)
 		}
 		return
 	}
+	a.staleWait = 0
 	p := a.pending[msg.Tag]
 	if p == nil && msg.Tag == a.checkTag && msg.Tag != 0 {
 		// The check found the relay unregistered or behind: the topic has
@@ -658,7 +701,7 @@ func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
 			return
 		}
 	}
-	transport.Metrics.Subscribed(sess.Info().Transport, a.topic, 1)
+	a.cfg.Metrics.Subscribed(sess.Info().Transport, a.topic, 1)
 	a.subs.add(p.sub)
 }
 
@@ -740,7 +783,7 @@ func (a *relayActor) onDelivery(c actor.Context, d *actorpb.Delivery) {
 
 func (a *relayActor) onUnsubscribe(c actor.Context, msg *relayUnsubscribe) {
 	if _, removed := a.subs.remove(msg.conn); removed {
-		transport.Metrics.Subscribed(msg.conn.Session.Info().Transport, a.topic, -1)
+		a.cfg.Metrics.Subscribed(msg.conn.Session.Info().Transport, a.topic, -1)
 	} else {
 		for tag, p := range a.pending {
 			if p.sub.conn == msg.conn {

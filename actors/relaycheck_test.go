@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,4 +247,40 @@ func TestStaleActivationSendsJoinersOn(t *testing.T) {
 	require.Equal(t, "ok", ok.Op, ok.Raw)
 	require.False(t, *ok.Recovered)
 	require.Equal(t, uint64(6), ok.Seq)
+}
+
+// openFailingStore is a durable fakeStore whose Open fails a number of
+// times first, as while Redis is away.
+type openFailingStore struct {
+	*fakeStore
+	fails atomic.Int32
+}
+
+func (s *openFailingStore) Open(ctx context.Context, topic, newEpoch string, limit int, minAt int64) (*TopicState, error) {
+	if s.fails.Add(-1) >= 0 {
+		return nil, errors.Join(errors.New("connection refused"), ErrNotWritten)
+	}
+	return s.fakeStore.Open(ctx, topic, newEpoch, limit, minAt)
+}
+
+// An activation whose store does not answer tells the joining relay to ask
+// again, which it does backing off, and the subscription is made as soon as
+// the store is back, not after the relay's join timeout.
+func TestRelayAsksAgainWhileTheStoreIsAway(t *testing.T) {
+	store := &openFailingStore{fakeStore: newFakeStore()}
+	store.fails.Store(4)
+	system := actor.NewActorSystem(actor.WithLoggerFactory(testutil.DiscardActorLogs),
+		actor.WithDeadLetterThrottleInterval(10*time.Millisecond))
+	t.Cleanup(system.Shutdown)
+	e := &env{t: t, system: system, topics: NewLocalTopics(system, TopicConfig{Store: store})}
+	e.relays = NewRelays(system, e.topics, RelayConfig{JoinTimeout: 10 * time.Second})
+	e.conns = NewConns(system, e.topics, e.relays, ConnConfig{MaxMessage: 1024})
+	c := e.connect()
+	start := time.Now()
+	c.send(`{"op":"sub","id":1,"topic":"t"}`)
+	ok := c.next(t, 1)[0]
+	require.Equal(t, "ok", ok.Op, ok.Raw)
+	require.Less(t, time.Since(start), 5*time.Second)
+	e.publish("t", data(1))
+	require.Equal(t, uint64(1), c.next(t, 1)[0].Seq)
 }

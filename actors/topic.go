@@ -52,6 +52,10 @@ type TopicConfig struct {
 	StoreTimeout time.Duration
 	// Clock tells the time; nil means the system clock.
 	Clock Clock
+	// Metrics are the node's counters (transport.NodeState's), where topics
+	// count themselves, their publishes and the messages they retain. Nil
+	// means counters of their own, which no one reads.
+	Metrics *transport.NodeMetrics
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -77,6 +81,9 @@ func (c TopicConfig) withDefaults() TopicConfig {
 	}
 	if c.Clock == nil {
 		c.Clock = systemClock{}
+	}
+	if c.Metrics == nil {
+		c.Metrics = new(transport.NodeMetrics)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -201,7 +208,7 @@ func (a *topicActor) Receive(c actor.Context) {
 		if a.droppedTimer != nil {
 			a.droppedTimer.Stop()
 		}
-		transport.Metrics.TopicStopped(a.hist.len())
+		a.cfg.Metrics.TopicStopped(a.hist.len())
 		if a.onStop != nil {
 			a.onStop(a.name, c.Self())
 		}
@@ -209,9 +216,9 @@ func (a *topicActor) Receive(c actor.Context) {
 }
 
 func (a *topicActor) onStarted(c actor.Context) {
-	a.hist = newHistory(a.cfg.HistorySize)
+	a.hist = newHistory(a.cfg.HistorySize, a.cfg.Metrics)
 	a.durable = a.cfg.Store.Durable()
-	transport.Metrics.TopicsActive.Add(1)
+	a.cfg.Metrics.TopicsActive.Add(1)
 	a.keys = make(map[string]uint64)
 	c.SetReceiveTimeout(a.cfg.IdleCheck)
 	if a.name != "" {
@@ -436,7 +443,7 @@ func (a *topicActor) onPublish(c actor.Context, req *actorpb.PublishRequest) {
 		a.remember(k, s, nowNs)
 	}
 	if len(msgs) > 0 {
-		transport.Metrics.Publishes.Add(uint64(len(msgs)))
+		a.cfg.Metrics.Publishes.Add(uint64(len(msgs)))
 		frames := make([][]byte, len(msgs))
 		for i := range msgs {
 			m := &msgs[i]
@@ -589,8 +596,14 @@ func (a *topicActor) onRetellDropped(c actor.Context) {
 
 func (a *topicActor) onJoin(c actor.Context, req *actorpb.JoinRequest) {
 	a.setName(req.Topic)
-	if req.Relay == nil || !a.ready(c) {
-		return // a stale activation: the relay watches it and joins again when it stops
+	if req.Relay == nil {
+		return
+	}
+	if !a.ready(c) {
+		// Stale, or its store failed: it stops. The relay asks again, a
+		// little later, wherever the topic lives by then.
+		c.Send(req.Relay, &actorpb.JoinResponse{Tag: req.Tag, Topic: c.Self(), Retry: true})
+		return
 	}
 	if (a.behind(req.Since) || a.behind(req.RelaySince)) && a.stale() {
 		// A newer activation has numbered past this one's head (its node

@@ -41,6 +41,8 @@ const (
 	envBuildErr = "TOPICAST_NEMESIS_BUILD_ERROR"
 	// envOut names the directory for the histories and logs of failed runs.
 	envOut = "TOPICAST_NEMESIS_OUT"
+	// envKeep, when set, saves them for passing runs too.
+	envKeep = "TOPICAST_NEMESIS_KEEP"
 	// envHelper makes the test binary a helper process (TestNetworkFaults).
 	envHelper = "TOPICAST_NEMESIS_HELPER"
 )

@@ -223,6 +223,8 @@ func runNemesis(t *testing.T, cfg runConfig) *Result {
 	if res.Failed() || len(r.problems) > 0 || t.Failed() {
 		r.writeOut(h, report)
 		t.Errorf("nemesis %s (seed %d) found violations; see the report above", cfg.name, cfg.seed)
+	} else if os.Getenv(envKeep) != "" {
+		r.writeOut(h, report)
 	}
 	return res
 }

@@ -10,7 +10,11 @@
 //	if err != nil { ... }
 //	if err := n.Start(ctx); err != nil { ... }
 //	defer n.Close(ctx)
-//	wsHandler := websocket.NewHandler(websocket.Config{Accept: n.Accept})
+//	wsHandler := websocket.NewHandler(websocket.Config{Accept: n.Accept, NodeState: n.NodeState()})
+//
+// A node owns a transport.NodeState (NodeState): its actors count in its
+// Metrics, and the adapters that feed Accept write their sessions through it,
+// so nodes in one process share no backlog, writers or counters.
 //
 // Topic actors are cluster grains of kind "topic", one per topic name in the
 // whole cluster. A single node is a cluster of one, so adding members changes

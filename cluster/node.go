@@ -62,7 +62,7 @@ type Config struct {
 	// in the topic actors' memory.
 	Redis string
 	// Topic configures topic actors (history size and age, key TTL). Its
-	// Store is set from Redis.
+	// Store is set from Redis, its Metrics to the node's (NodeState).
 	Topic actors.TopicConfig
 	// MaxMessage is the largest data of a message in bytes. Zero means
 	// DefaultMaxMessage.
@@ -135,6 +135,7 @@ type Node struct {
 	store    closableStore
 	relays   *actors.Relays
 	conns    *actors.Conns
+	state    *transport.NodeState
 	ready    atomic.Bool
 	closed   atomic.Bool
 	// quorate is false while the node sees no majority of its configured
@@ -169,6 +170,8 @@ func New(cfg Config) (*Node, error) {
 	if store != nil {
 		cfg.Topic.Store = store
 	}
+	state := new(transport.NodeState)
+	cfg.Topic.Metrics = &state.Metrics
 	prov, err := newProvider(cfg, host, port)
 	if err != nil {
 		if store != nil {
@@ -196,10 +199,10 @@ func New(cfg Config) (*Node, error) {
 		protocluster.WithRequestTimeout(cfg.RequestTimeout),
 	)
 	n := &Node{cfg: cfg, system: system, cluster: protocluster.New(system, clusterCfg), lookup: look,
-		provider: prov, store: store, evictedCh: make(chan struct{})}
+		provider: prov, store: store, state: state, evictedCh: make(chan struct{})}
 	look.memberID = prov.memberID(n.cluster)
 	router := grainRouter{look}
-	n.relays = actors.NewRelays(system, router, actors.RelayConfig{Logger: cfg.Logger})
+	n.relays = actors.NewRelays(system, router, actors.RelayConfig{Metrics: &state.Metrics, Logger: cfg.Logger})
 	look.onChange = func() {
 		n.relays.Broadcast(&actors.TopologyChanged{})
 		if n.guard != nil {
@@ -259,6 +262,12 @@ func (n *Node) Start(ctx context.Context) (err error) {
 
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
+
+// NodeState returns the node's transport state: the adapters that hand
+// sessions to Accept take it in their Config (their sessions' backlog,
+// pooled writers and counters), the node's actors count in its Metrics, and
+// the publish backpressure and metrics read it. It is the node's alone.
+func (n *Node) NodeState() *transport.NodeState { return n.state }
 
 // Ready reports whether the node accepts clients: it has joined, is not
 // closing, sees a majority of its configured peers, and the cluster still

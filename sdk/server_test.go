@@ -121,6 +121,7 @@ func startServer(opts serverOptions) (*testServer, error) {
 		Accept:          ts.accept,
 		MaxPendingBytes: opts.maxQueue,
 		Keepalive:       ts.ka,
+		NodeState:       node.NodeState(),
 	})
 	if err == nil {
 		err = ts.wt.Start(context.Background())
@@ -137,9 +138,11 @@ func startServer(opts serverOptions) (*testServer, error) {
 		Accept:          ts.accept,
 		MaxPendingBytes: opts.maxQueue,
 		Keepalive:       ts.ka,
+		NodeState:       node.NodeState(),
 	})
 	mux.Handle("GET /ws", ts.ws)
-	api := httpapi.New(httpapi.Config{Backend: node, Info: func() any { return nil }, APIKeys: opts.apiKeys})
+	api := httpapi.New(httpapi.Config{Backend: node, Info: func() any { return nil }, APIKeys: opts.apiKeys,
+		NodeState: node.NodeState()})
 	api.Register(mux)
 	ts.http = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -94,7 +94,8 @@ func (b *syncBuffer) String() string {
 // the counters against it: connections and subscriptions by transport,
 // publishes, deliveries and their latency, history, a slow consumer's close
 // by code; and that the default log level logs connections, not messages.
-// Counters are per process, so the test compares differences.
+// Counters are per node and start at zero; the test compares differences all
+// the same.
 func TestMetrics(t *testing.T) {
 	var logs syncBuffer
 	srv := startServer(t, server.Config{

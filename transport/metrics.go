@@ -8,13 +8,6 @@ import (
 	"time"
 )
 
-// Metrics are the counters of this process that the hot paths update: the
-// outbound writers of every adapter and the actors. They are plain atomics,
-// with no label to resolve and nothing to allocate; internal/metrics reads
-// them for GET /metrics and the sys:stats topic. They count per process, so
-// several nodes in one process (tests) share them.
-var Metrics ProcessMetrics
-
 // Transport names of SessionInfo.Transport, in the order of the per-transport
 // counters. A name not listed counts as "other".
 var TransportNames = [...]string{"ws", "wt", "sse", "poll", "other"}
@@ -35,20 +28,24 @@ func transportIndex(name string) int {
 	return numTransports - 1
 }
 
-// ProcessMetrics is the type of Metrics. Its methods and fields are
+// NodeMetrics are the counters of one node that the hot paths update: the
+// outbound writers of its sessions and its actors. They are plain atomics,
+// with no label to resolve and nothing to allocate; internal/metrics reads
+// them for GET /metrics and the sys:stats topic. A node's are the Metrics of
+// its NodeState. The zero value is ready to use; its methods and fields are
 // goroutine-safe.
-type ProcessMetrics struct {
-	// Publishes counts the messages numbered by this process's topic actors
+type NodeMetrics struct {
+	// Publishes counts the messages numbered by the node's topic actors
 	// (idempotent repeats excluded).
 	Publishes atomic.Uint64
 	// Deliveries counts the msg frames the outbound writers wrote to
 	// clients (WebSocket, WebTransport streams, SSE). Long-poll answers and
 	// datagrams are not counted.
 	Deliveries atomic.Uint64
-	// TopicsActive is the number of topic actors running in this process.
+	// TopicsActive is the number of the node's topic actors running.
 	TopicsActive atomic.Int64
-	// HistoryMessages is the number of messages the topic actors of this
-	// process retain in memory for recovery.
+	// HistoryMessages is the number of messages the node's topic actors
+	// retain in memory for recovery.
 	HistoryMessages atomic.Int64
 	// Latency is the delivery latency: from a message's publish time (its
 	// "ts") to the write that delivered it.
@@ -65,19 +62,19 @@ type ProcessMetrics struct {
 }
 
 // ConnOpened counts a session of the named transport as open.
-func (m *ProcessMetrics) ConnOpened(transport string) {
+func (m *NodeMetrics) ConnOpened(transport string) {
 	i := transportIndex(transport)
 	m.conns[i].Add(1)
 	m.opened[i].Add(1)
 }
 
 // ConnClosed counts a session of the named transport as closed.
-func (m *ProcessMetrics) ConnClosed(transport string) { m.conns[transportIndex(transport)].Add(-1) }
+func (m *NodeMetrics) ConnClosed(transport string) { m.conns[transportIndex(transport)].Add(-1) }
 
 // Subscribed counts delta subscriptions (1 or -1) of a session of the named
 // transport to topic on this node. It takes a lock: call it per subscribe
 // and unsubscribe, never per message.
-func (m *ProcessMetrics) Subscribed(transport, topic string, delta int) {
+func (m *NodeMetrics) Subscribed(transport, topic string, delta int) {
 	m.subs[transportIndex(transport)].Add(int64(delta))
 	m.topicMu.Lock()
 	defer m.topicMu.Unlock()
@@ -94,22 +91,22 @@ func (m *ProcessMetrics) Subscribed(transport, topic string, delta int) {
 
 // TopicStopped counts a topic actor as stopped, with the messages its history
 // held.
-func (m *ProcessMetrics) TopicStopped(historyLen int) {
+func (m *NodeMetrics) TopicStopped(historyLen int) {
 	m.TopicsActive.Add(-1)
 	m.HistoryMessages.Add(-int64(historyLen))
 }
 
 // Conns returns the open sessions per transport, in TransportNames order.
-func (m *ProcessMetrics) Conns() (out [numTransports]int64) {
+func (m *NodeMetrics) Conns() (out [numTransports]int64) {
 	for i := range out {
 		out[i] = m.conns[i].Load()
 	}
 	return out
 }
 
-// Opened returns the sessions opened since the process started, per
+// Opened returns the sessions opened since the node started, per
 // transport, in TransportNames order.
-func (m *ProcessMetrics) Opened() (out [numTransports]uint64) {
+func (m *NodeMetrics) Opened() (out [numTransports]uint64) {
 	for i := range out {
 		out[i] = m.opened[i].Load()
 	}
@@ -118,7 +115,7 @@ func (m *ProcessMetrics) Opened() (out [numTransports]uint64) {
 
 // Subscriptions returns the subscriptions per transport, in TransportNames
 // order.
-func (m *ProcessMetrics) Subscriptions() (out [numTransports]int64) {
+func (m *NodeMetrics) Subscriptions() (out [numTransports]int64) {
 	for i := range out {
 		out[i] = m.subs[i].Load()
 	}
@@ -133,7 +130,7 @@ type TopicSubscribers struct {
 
 // TopTopics returns the n topics with the most local subscribers, most
 // first, ties by name; and the number of topics with local subscribers.
-func (m *ProcessMetrics) TopTopics(n int) (top []TopicSubscribers, total int) {
+func (m *NodeMetrics) TopTopics(n int) (top []TopicSubscribers, total int) {
 	m.topicMu.Lock()
 	all := make([]TopicSubscribers, 0, len(m.topicSubs))
 	for t, c := range m.topicSubs {
@@ -219,7 +216,7 @@ var (
 // per batch, nothing allocated. A backlog batch (recovered messages, old by
 // design) is counted but not timed. msgBatches is the session's own count of
 // msg batches, owned by its writer.
-func (m *ProcessMetrics) countWritten(batch [][]byte, backlog bool, msgBatches *uint64) {
+func (m *NodeMetrics) countWritten(batch [][]byte, backlog bool, msgBatches *uint64) {
 	var n uint64
 	var last []byte
 	for _, f := range batch {

@@ -22,7 +22,7 @@ func TestFrameTS(t *testing.T) {
 }
 
 func TestCountWritten(t *testing.T) {
-	var m ProcessMetrics
+	var m NodeMetrics
 	now := time.Now().UnixMilli()
 	msg := func(seq uint64, ts int64) []byte {
 		return wire.AppendMsg(nil, "t", "e", seq, ts, []byte(`{}`))
@@ -55,7 +55,7 @@ func TestCountWritten(t *testing.T) {
 }
 
 func TestCountWrittenDoesNotAllocate(t *testing.T) {
-	var m ProcessMetrics
+	var m NodeMetrics
 	batch := make([][]byte, 64)
 	for i := range batch {
 		batch[i] = wire.AppendMsg(nil, "topic."+strconv.Itoa(i), "epoch", uint64(i+1), time.Now().UnixMilli(), []byte(`{"n":1}`))
@@ -84,7 +84,7 @@ func TestLatencyBuckets(t *testing.T) {
 }
 
 func TestSubscribedAndTopTopics(t *testing.T) {
-	var m ProcessMetrics
+	var m NodeMetrics
 	m.Subscribed("ws", "a", 1)
 	m.Subscribed("ws", "a", 1)
 	m.Subscribed("wt", "b", 1)

@@ -36,10 +36,15 @@ type OutboundConfig struct {
 	// OnClose, if set, is called once when the session is closed, from the
 	// goroutine that closed it. It must not block.
 	OnClose func(cause error)
+	// NodeState is the node the session belongs to: its frames count in the
+	// node's backlog (PendingBytes) and Metrics, and the node's pooled
+	// writers write it when its Conn is a NonblockingConn. Nil means a
+	// NodeState of the session's own, shared with no other session (tests).
+	NodeState *NodeState
 }
 
 // NonblockingConn is a Conn that can also write without waiting for the
-// socket. Its sessions are written by the node's few pooled writers (see
+// socket. Its sessions are written by their node's few pooled writers (see
 // writerPool) instead of a goroutine of their own per burst of writes.
 type NonblockingConn interface {
 	Conn
@@ -60,6 +65,7 @@ type NonblockingConn interface {
 type Outbound struct {
 	conn     Conn
 	nb       NonblockingConn // conn, when it is one
+	node     *NodeState
 	maxBytes int
 	ka       *Keepalive
 	onClose  func(cause error)
@@ -88,13 +94,17 @@ type Outbound struct {
 	closeWith Disconnect
 	failErr   error
 	closed    bool
-	backlog   bool // the queue holds recovered frames: not timed in Metrics
+	backlog   bool // the queue holds recovered frames: not timed in NodeMetrics
 }
 
 // Init prepares o to write to conn. It must be called once, before use.
 func (o *Outbound) Init(conn Conn, cfg OutboundConfig) {
 	o.conn = conn
 	o.nb, _ = conn.(NonblockingConn)
+	o.node = cfg.NodeState
+	if o.node == nil {
+		o.node = new(NodeState)
+	}
 	o.maxBytes = cfg.MaxPendingBytes
 	if o.maxBytes == 0 {
 		o.maxBytes = DefaultMaxPendingBytes
@@ -124,7 +134,7 @@ func (o *Outbound) Write(frame []byte) error {
 	before := o.bytes
 	o.queue = append(o.queue, frame)
 	o.bytes += len(frame)
-	pendingTotal.Add(int64(len(frame)))
+	o.node.pending.Add(int64(len(frame)))
 	return o.queuedLocked(before)
 }
 
@@ -142,7 +152,7 @@ func (o *Outbound) WriteMany(frames [][]byte) error {
 		n += len(f)
 	}
 	o.bytes += n
-	pendingTotal.Add(int64(n))
+	o.node.pending.Add(int64(n))
 	return o.queuedLocked(before)
 }
 
@@ -178,19 +188,10 @@ func (o *Outbound) queuedLocked(before int) error {
 	return nil
 }
 
-// pendingTotal is the bytes queued in every Outbound of the process and not
-// yet written: the node's delivery backlog.
-var pendingTotal atomic.Int64
-
-// PendingBytes returns the bytes queued for clients in this process and not
-// yet written. Publishers can wait while it is high, which
-// pushes back on them when the node cannot keep up.
-func PendingBytes() int64 { return pendingTotal.Load() }
-
 // dropBytesLocked forgets the queue's byte count (the frames were taken or
 // dropped). o.mu must be held.
 func (o *Outbound) dropBytesLocked() {
-	pendingTotal.Add(-int64(o.bytes))
+	o.node.pending.Add(-int64(o.bytes))
 	o.bytes = 0
 }
 
@@ -257,7 +258,7 @@ func (o *Outbound) Wait() { o.wg.Wait() }
 func (o *Outbound) startWriter() {
 	o.wg.Add(1)
 	if o.nb != nil {
-		writers.push(o)
+		o.node.writers.push(o)
 		return
 	}
 	go o.run(nil)
@@ -302,7 +303,7 @@ func (o *Outbound) pass() {
 		return
 	}
 	o.mu.Unlock()
-	writers.push(o)
+	o.node.writers.push(o)
 }
 
 // finishAndRun writes the rest of a batch that the socket did not take at
@@ -320,9 +321,9 @@ func (o *Outbound) finishAndRun(finish func() error, batch [][]byte, taken int, 
 // takes no lock on success: the caller recycles the batch (recycleLocked)
 // under the lock it takes next.
 func (o *Outbound) written(batch [][]byte, taken int, backlog bool, err error) bool {
-	pendingTotal.Add(-int64(taken))
+	o.node.pending.Add(-int64(taken))
 	if err == nil {
-		Metrics.countWritten(batch, backlog, &o.msgBatches)
+		o.node.Metrics.countWritten(batch, backlog, &o.msgBatches)
 	}
 	clear(batch)
 	if err != nil {

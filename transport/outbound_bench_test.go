@@ -20,7 +20,7 @@ func (discardNonblockingConn) TryWriteFrames([][]byte) (func() error, error) { r
 
 // BenchmarkOutboundWrite measures queueing one shared frame and the writer
 // that drains the queue, per frame: writer=own is a goroutine per session
-// while it has something to write, writer=pooled the process's pool.
+// while it has something to write, writer=pooled the node's pool.
 func BenchmarkOutboundWrite(b *testing.B) {
 	conns := []struct {
 		name string
@@ -56,8 +56,9 @@ func BenchmarkFanOutToSessions(b *testing.B) {
 		}{{"own", discardConn{}}, {"pooled", discardNonblockingConn{}}} {
 			b.Run(fmt.Sprintf("subs=%d/writer=%s", subs, c.name), func(b *testing.B) {
 				outs := make([]Outbound, subs)
+				node := new(NodeState)
 				for i := range outs {
-					outs[i].Init(c.conn, OutboundConfig{MaxPendingBytes: 1 << 30})
+					outs[i].Init(c.conn, OutboundConfig{MaxPendingBytes: 1 << 30, NodeState: node})
 				}
 				frame := make([]byte, 100)
 				b.ReportAllocs()
@@ -67,7 +68,7 @@ func BenchmarkFanOutToSessions(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
-					for PendingBytes() > 0 {
+					for node.PendingBytes() > 0 {
 						runtime.Gosched() // the cost of a publish includes the writers'
 					}
 				}

@@ -5,22 +5,19 @@ import (
 	"sync"
 )
 
-// writers is the process's pool of writers for sessions whose Conn is a
-// NonblockingConn.
-var writers = writerPool{max: runtime.GOMAXPROCS(0)}
-
-// writerPool writes the sessions that have something queued, a few at a
-// time, on at most max goroutines (one per CPU). A fan-out to 10,000
-// sessions then costs a queue of 10,000 pointers, not 10,000 goroutines
-// started, scheduled and ended, and the sessions behind in the queue gather
-// more frames into their one write while they wait.
+// writerPool writes the sessions of one node (NodeState) whose Conn is a
+// NonblockingConn and that have something queued, a few at a time, on at
+// most max goroutines (one per CPU). A fan-out to 10,000 sessions then costs
+// a queue of 10,000 pointers, not 10,000 goroutines started, scheduled and
+// ended, and the sessions behind in the queue gather more frames into their
+// one write while they wait.
 //
 // The goroutines exist only while the queue is not empty: an idle node has
-// none.
+// none. The zero value is ready to use.
 type writerPool struct {
-	max int
-
-	mu      sync.Mutex
+	mu sync.Mutex
+	// Guarded by mu.
+	max     int         // runtime.GOMAXPROCS, set by the first push
 	ready   []*Outbound // ready[head:] wait for a writer, in order
 	head    int
 	running int
@@ -37,6 +34,9 @@ const passChunk = 16
 // push queues o for a writer; o.writing is set and o.wg counts it.
 func (p *writerPool) push(o *Outbound) {
 	p.mu.Lock()
+	if p.max == 0 {
+		p.max = runtime.GOMAXPROCS(0)
+	}
 	p.ready = append(p.ready, o)
 	start := p.running == 0 || (p.running < p.max && len(p.ready)-p.head > spawnBacklog*p.running)
 	if start {

@@ -44,10 +44,11 @@ func TestPooledWritersKeepEverySessionInOrder(t *testing.T) {
 	const sessions, frames = 300, 200
 	conns := make([]*nbConn, sessions)
 	outs := make([]*Outbound, sessions)
+	node := new(NodeState)
 	for i := range conns {
 		conns[i] = &nbConn{fakeConn: *newFakeConn(), partialEvery: i%7 + 1}
 		outs[i] = new(Outbound)
-		outs[i].Init(conns[i], OutboundConfig{MaxPendingBytes: 1 << 30})
+		outs[i].Init(conns[i], OutboundConfig{MaxPendingBytes: 1 << 30, NodeState: node})
 	}
 	// Two publishers write to every session at once, as relays do: each
 	// session must get each publisher's frames in its order, none lost.
@@ -81,7 +82,7 @@ func TestPooledWritersKeepEverySessionInOrder(t *testing.T) {
 		}
 		require.Equal(t, [2]int{frames, frames}, next, "session %d", i)
 	}
-	require.Zero(t, PendingBytes())
+	require.Zero(t, node.PendingBytes())
 }
 
 func TestPooledWriterFinishesAFullSocketBeforeTheClose(t *testing.T) {
@@ -108,12 +109,13 @@ func TestPooledWriterFinishesAFullSocketBeforeTheClose(t *testing.T) {
 func TestPooledWriterErrorAbortsTheSession(t *testing.T) {
 	c := &nbConn{fakeConn: *newFakeConn(), tryErr: errors.New("broken pipe")}
 	var o Outbound
-	o.Init(c, OutboundConfig{})
+	node := new(NodeState)
+	o.Init(c, OutboundConfig{NodeState: node})
 	require.NoError(t, o.Write([]byte("a")))
 	o.Wait()
 	_, _, aborted := c.snapshot()
 	require.True(t, aborted)
 	require.EqualError(t, context0(&o), "broken pipe")
 	require.ErrorIs(t, o.Write([]byte("b")), ErrClosed)
-	require.Zero(t, PendingBytes())
+	require.Zero(t, node.PendingBytes())
 }

@@ -2,14 +2,15 @@
 // and the per-second Stats that the server publishes to the sys:stats topic.
 //
 // The hot paths never touch this package. The outbound writers and the actors
-// add to plain atomics in transport.Metrics; a Metrics reads them when
-// Prometheus scrapes and when the server samples once a second. Only
-// per-connection events (a session opened, closed with a code) come through
-// here, from the server's wiring.
+// add to plain atomics in the node's transport.NodeState (its Metrics and
+// backlog); a Metrics reads the state it is given when Prometheus scrapes and
+// when the server samples once a second. Only per-connection events (a
+// session opened, closed with a code) come through here, from the server's
+// wiring.
 //
 // # Usage
 //
-//	m := metrics.New(metrics.Config{Node: node, Version: cluster.Version})
+//	m := metrics.New(metrics.Config{Node: node, NodeState: node.NodeState(), Version: cluster.Version})
 //	mux.Handle("GET /metrics", m.Handler())
 //	w := metrics.NewWindow(time.Minute)
 //	w.Add(m.Sample()) // once a second
@@ -33,6 +34,7 @@
 //	topicast_cluster_members                    gauge    members this node sees
 //	topicast_node_info{node,version}            gauge    always 1
 //
-// plus the Go runtime (go_*) and process (process_*) collectors. Counters
-// count per process.
+// plus the Go runtime (go_*) and process (process_*) collectors, which
+// measure the whole process. The topicast_* counters count per node: several
+// nodes in one process (tests) each have their own.
 package metrics

@@ -28,6 +28,11 @@ type Node interface {
 type Config struct {
 	// Node is the node measured; required.
 	Node Node
+	// NodeState is the node's transport state (cluster.Node.NodeState):
+	// its counters and backlog are read at each scrape and Sample, and
+	// ConnOpened and ConnClosed count in it. Nil means one of its own, in
+	// which only ConnOpened and ConnClosed count.
+	NodeState *transport.NodeState
 	// Version is reported in topicast_node_info.
 	Version string
 }
@@ -49,6 +54,9 @@ type closeKey struct{ code, reason string }
 // New returns the metrics of cfg.Node on a registry of their own, with the Go
 // runtime and process collectors.
 func New(cfg Config) *Metrics {
+	if cfg.NodeState == nil {
+		cfg.NodeState = new(transport.NodeState)
+	}
 	m := &Metrics{cfg: cfg, reg: prometheus.NewRegistry(), closes: make(map[closeKey]uint64)}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -69,14 +77,14 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // ConnOpened counts a new session. Call it once per session, and ConnClosed
 // once when it ends.
 func (m *Metrics) ConnOpened(info *transport.SessionInfo) {
-	transport.Metrics.ConnOpened(info.Transport)
+	m.cfg.NodeState.Metrics.ConnOpened(info.Transport)
 }
 
 // ConnClosed counts the end of a session with its cause (a
 // transport.Disconnect, a connection error, or nil). It returns the labels it
 // counted the close under, for logs.
 func (m *Metrics) ConnClosed(info *transport.SessionInfo, cause error) (code, reason string) {
-	transport.Metrics.ConnClosed(info.Transport)
+	m.cfg.NodeState.Metrics.ConnClosed(info.Transport)
 	code, reason = CloseLabels(cause)
 	m.mu.Lock()
 	m.closes[closeKey{code, reason}]++
@@ -176,7 +184,8 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	pm := &transport.Metrics
+	st := c.m.cfg.NodeState
+	pm := &st.Metrics
 	conns, opened, subs := pm.Conns(), pm.Opened(), pm.Subscriptions()
 	for i, name := range transport.TransportNames {
 		if name == "other" && conns[i] == 0 && opened[i] == 0 && subs[i] == 0 {
@@ -195,17 +204,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSubTopics, prometheus.GaugeValue, float64(c.m.cfg.Node.Relays()))
 	ch <- prometheus.MustNewConstMetric(descPublishes, prometheus.CounterValue, float64(pm.Publishes.Load()))
 	ch <- prometheus.MustNewConstMetric(descDeliver, prometheus.CounterValue, float64(pm.Deliveries.Load()))
-	ch <- latencyMetric()
-	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(transport.PendingBytes()))
+	ch <- latencyMetric(&pm.Latency)
+	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(st.PendingBytes()))
 	ch <- prometheus.MustNewConstMetric(descHistory, prometheus.GaugeValue, float64(pm.HistoryMessages.Load()))
 	ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(c.m.cfg.Node.Members()))
 	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, c.m.cfg.Node.Name(), c.m.cfg.Version)
 }
 
-// latencyMetric folds the fine latency buckets into exportedBoundsUs.
-func latencyMetric() prometheus.Metric {
+// latencyMetric folds the fine latency buckets of h into exportedBoundsUs.
+func latencyMetric(h *transport.LatencyHistogram) prometheus.Metric {
 	var s transport.LatencySnapshot
-	transport.Metrics.Latency.Snapshot(&s)
+	h.Snapshot(&s)
 	bounds := transport.LatencyBounds()
 	buckets := make(map[float64]uint64, len(exportedBoundsUs))
 	var cum, total uint64
@@ -238,7 +247,8 @@ type Sample struct {
 
 // Sample reads the counters now.
 func (m *Metrics) Sample() Sample {
-	pm := &transport.Metrics
+	st := m.cfg.NodeState
+	pm := &st.Metrics
 	s := Sample{
 		Time:          time.Now(),
 		Publishes:     pm.Publishes.Load(),
@@ -246,7 +256,7 @@ func (m *Metrics) Sample() Sample {
 		Conns:         make(map[string]int64, len(transport.TransportNames)),
 		Subscriptions: make(map[string]int64, len(transport.TransportNames)),
 		Topics:        pm.TopicsActive.Load(),
-		QueueBytes:    transport.PendingBytes(),
+		QueueBytes:    st.PendingBytes(),
 		History:       pm.HistoryMessages.Load(),
 		SlowCloses:    m.SlowConsumerCloses(),
 		Members:       m.cfg.Node.Members(),

@@ -114,3 +114,20 @@ func TestWindow(t *testing.T) {
 	require.Equal(t, int64(1), st.Connections["ws"])
 	require.NotNil(t, st.TopicList)
 }
+
+// TestMetricsReadTheirNode gives two Metrics the states of two nodes: each
+// reads and counts in its own.
+func TestMetricsReadTheirNode(t *testing.T) {
+	var st1, st2 transport.NodeState
+	m1 := New(Config{Node: fakeNode{}, NodeState: &st1})
+	m2 := New(Config{Node: fakeNode{}, NodeState: &st2})
+	st1.Metrics.Publishes.Add(3)
+	m1.ConnOpened(&transport.SessionInfo{Transport: "ws"})
+	s1, s2 := m1.Sample(), m2.Sample()
+	require.Equal(t, uint64(3), s1.Publishes)
+	require.Equal(t, int64(1), s1.Conns["ws"])
+	require.Zero(t, s2.Publishes)
+	require.Zero(t, s2.Conns["ws"])
+	require.Equal(t, int64(1), st1.Metrics.Conns()[0], "ConnOpened counts in the node's state")
+	require.Zero(t, st2.Metrics.Conns()[0])
+}

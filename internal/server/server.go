@@ -136,7 +136,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.Guard.Logger = logger
 	}
 	s := &Server{cfg: cfg, logger: logger, node: node, guard: actors.NewGuard(cfg.Guard), ln: ln, served: make(chan error, 1)}
-	mx = metrics.New(metrics.Config{Node: node, Version: cluster.Version})
+	// What the node's sessions share: every adapter gets it, and the
+	// publish backpressure and the metrics read it.
+	state := node.NodeState()
+	mx = metrics.New(metrics.Config{Node: node, NodeState: state, Version: cluster.Version})
 	s.metrics = mx
 	counted := countAccept(logger, mx, node.Accept)
 	accept := s.guard.Wrap(counted)
@@ -157,6 +160,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			MaxPendingBytes: cfg.MaxQueue,
 			WriteTimeout:    cfg.WriteTimeout,
 			Keepalive:       s.ka,
+			NodeState:       state,
 			Logger:          logger,
 		})
 		if err == nil {
@@ -176,6 +180,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		MaxPendingBytes: cfg.MaxQueue,
 		WriteTimeout:    cfg.WriteTimeout,
 		Keepalive:       s.ka,
+		NodeState:       state,
 		Logger:          logger,
 	})
 	mux.Handle("GET /ws", s.ws)
@@ -189,6 +194,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Origins:         origins,
 		MaxMessage:      maxMessage,
 		MaxBacklog:      cfg.MaxBacklog,
+		NodeState:       state,
 		Logger:          logger,
 	})
 	api.Register(mux)
@@ -198,6 +204,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		CheckOrigin:     origins.Allow,
 		MaxPendingBytes: cfg.MaxQueue,
 		WriteTimeout:    cfg.WriteTimeout,
+		NodeState:       state,
 		Logger:          logger,
 	})))
 	mux.Handle("GET /v1/poll", api.CORS(poll.NewHandler(poll.Config{

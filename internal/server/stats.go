@@ -88,7 +88,7 @@ func (p *statsPublisher) run() {
 // head and message rate, read from their topic actors (one short request
 // each, at most statsTopics per interval).
 func (p *statsPublisher) topics() ([]metrics.TopicStats, int) {
-	top, total := transport.Metrics.TopTopics(statsTopics)
+	top, total := p.node.NodeState().Metrics.TopTopics(statsTopics)
 	out := make([]metrics.TopicStats, 0, len(top))
 	seen := make(map[string]topicHead, len(top))
 	ctx, cancel := context.WithTimeout(context.Background(), p.every/2)

@@ -22,8 +22,6 @@ import (
 // fallbacks, subscribed to every restart topic; it records what it is
 // handed per topic and every reset and disconnection.
 type pauseWatcher struct {
-	c *sdk.Client
-
 	mu       sync.Mutex
 	last     map[string]position
 	got      int

@@ -65,12 +65,16 @@ type Config struct {
 	MaxMessage int
 	// MaxBody bounds a publish body in bytes. Zero means DefaultMaxBody.
 	MaxBody int64
-	// MaxBacklog is the delivery backlog (bytes queued for clients and not
-	// yet written, transport.PendingBytes) above which a publish waits, up
-	// to BacklogWait, before it is handed to the topic: an overloaded node
-	// slows its publishers instead of queueing without end. Zero means
-	// DefaultMaxBacklog; negative disables the wait.
+	// MaxBacklog is the delivery backlog (bytes queued for the node's
+	// clients and not yet written, NodeState.PendingBytes) above which a
+	// publish waits, up to BacklogWait, before it is handed to the topic: an
+	// overloaded node slows its publishers instead of queueing without end.
+	// Zero means DefaultMaxBacklog; negative disables the wait.
 	MaxBacklog int64
+	// NodeState is the transport state of the node that Backend publishes
+	// to, whose backlog MaxBacklog bounds. Nil means a backlog that is
+	// always empty: publishes never wait.
+	NodeState *transport.NodeState
 	// BacklogWait bounds that wait; past it the publish answers 503
 	// unavailable. Zero means DefaultBacklogWait.
 	BacklogWait time.Duration
@@ -102,6 +106,9 @@ func New(cfg Config) *API {
 	}
 	if cfg.Origins == nil {
 		cfg.Origins = transport.NewOriginPolicy(nil)
+	}
+	if cfg.NodeState == nil {
+		cfg.NodeState = new(transport.NodeState)
 	}
 	if cfg.PublishRate == 0 {
 		cfg.PublishRate = DefaultPublishRate
@@ -167,13 +174,14 @@ const (
 // MaxBacklog: publishers then go at the speed the node delivers, as with a
 // server that writes synchronously, while topics and connections never wait.
 func (a *API) waitForBacklog(ctx context.Context) error {
-	if a.cfg.MaxBacklog < 0 || transport.PendingBytes() <= a.cfg.MaxBacklog {
+	node := a.cfg.NodeState
+	if a.cfg.MaxBacklog < 0 || node.PendingBytes() <= a.cfg.MaxBacklog {
 		return nil
 	}
 	deadline := time.Now().Add(a.cfg.BacklogWait)
 	t := time.NewTicker(backlogPoll)
 	defer t.Stop()
-	for transport.PendingBytes() > a.cfg.MaxBacklog {
+	for node.PendingBytes() > a.cfg.MaxBacklog {
 		if time.Now().After(deadline) {
 			return wire.Errorf(wire.CodeUnavailable, "the node is behind on deliveries, try again")
 		}

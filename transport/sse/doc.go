@@ -5,7 +5,7 @@
 // Handler one sub frame per topic, with "since" set from the client's
 // cursor, so subscription and recovery are exactly the WebSocket logic.
 //
-//	mux.Handle("GET /v1/sse", sse.NewHandler(sse.Config{Accept: node.Accept}))
+//	mux.Handle("GET /v1/sse", sse.NewHandler(sse.Config{Accept: node.Accept, NodeState: node.NodeState()}))
 //
 // # Request
 //

@@ -50,6 +50,9 @@ type Config struct {
 	// KeepaliveEvery is how long a stream may stay quiet before it gets a
 	// ": keepalive" comment. Zero means DefaultKeepaliveEvery.
 	KeepaliveEvery time.Duration
+	// NodeState is the node's shared transport state: its sessions count
+	// in its backlog and metrics. Nil means one of the handler's own.
+	NodeState *transport.NodeState
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -72,6 +75,9 @@ func NewHandler(cfg Config) *Handler {
 	}
 	if cfg.KeepaliveEvery == 0 {
 		cfg.KeepaliveEvery = DefaultKeepaliveEvery
+	}
+	if cfg.NodeState == nil {
+		cfg.NodeState = new(transport.NodeState)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -148,7 +154,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// SSE sessions are not given to the Keepalive: the client never sends,
 	// so the silence rule would close every one of them.
-	s.Init(s, transport.OutboundConfig{MaxPendingBytes: h.cfg.MaxPendingBytes})
+	s.Init(s, transport.OutboundConfig{MaxPendingBytes: h.cfg.MaxPendingBytes, NodeState: h.cfg.NodeState})
 	handler := h.cfg.Accept(s)
 	for _, f := range subs {
 		handler.HandleFrame(f)

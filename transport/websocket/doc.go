@@ -9,9 +9,9 @@
 // connections and a reader goroutine runs only while a client has sent
 // something. Writes go through the session's transport.Outbound: the frames
 // queued since the last write are joined with "\n" into one text message.
-// Over TCP the session is a transport.NonblockingConn: the process's pooled
-// writers write what the socket takes at once, and only a session whose
-// socket is full gets a goroutine, until the rest is written.
+// Over TCP the session is a transport.NonblockingConn: the node's pooled
+// writers (Config.NodeState) write what the socket takes at once, and only a
+// session whose socket is full gets a goroutine, until the rest is written.
 //
 // A message longer than the frame limit closes the session with 1009; a
 // client close frame is answered and ends the session.

@@ -50,6 +50,10 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Keepalive, if set, pings quiet sessions and closes silent ones.
 	Keepalive *transport.Keepalive
+	// NodeState is the node's shared transport state: its sessions count
+	// in its backlog and metrics, and its pooled writers write them. Nil
+	// means one of the handler's own.
+	NodeState *transport.NodeState
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -67,6 +71,9 @@ func NewHandler(cfg Config) *Handler {
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.NodeState == nil {
+		cfg.NodeState = new(transport.NodeState)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -126,7 +133,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			out = nonblockingSession{s}
 		}
 	}
-	s.Init(out, transport.OutboundConfig{MaxPendingBytes: h.cfg.MaxPendingBytes, Keepalive: h.cfg.Keepalive})
+	s.Init(out, transport.OutboundConfig{MaxPendingBytes: h.cfg.MaxPendingBytes, Keepalive: h.cfg.Keepalive,
+		NodeState: h.cfg.NodeState})
 	s.handler = h.cfg.Accept(s)
 	if h.poller != nil {
 		if err := h.poller.add(s); err == nil {

@@ -31,7 +31,7 @@
 //
 // # Usage
 //
-//	srv, err := webtransport.New(webtransport.Config{Accept: accept})
+//	srv, err := webtransport.New(webtransport.Config{Accept: node.Accept, NodeState: node.NodeState()})
 //	if err != nil { ... }
 //	if err := srv.Start(ctx); err != nil { ... }
 //	defer srv.Close()

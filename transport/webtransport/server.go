@@ -92,6 +92,9 @@ type Config struct {
 	StreamTimeout time.Duration
 	// Keepalive, if set, pings quiet sessions and closes silent ones.
 	Keepalive *transport.Keepalive
+	// NodeState is the node's shared transport state: its sessions count
+	// in its backlog and metrics. Nil means one of the server's own.
+	NodeState *transport.NodeState
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -109,6 +112,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.StreamTimeout == 0 {
 		cfg.StreamTimeout = DefaultStreamTimeout
+	}
+	if cfg.NodeState == nil {
+		cfg.NodeState = new(transport.NodeState)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -535,7 +541,8 @@ func (s *Server) serveSession(r *http.Request, sess *webtransport.Session) {
 		},
 	}
 	ss.dgLimit.Store(MaxDatagramSize)
-	ss.Init(ss, transport.OutboundConfig{MaxPendingBytes: s.cfg.MaxPendingBytes, Keepalive: s.cfg.Keepalive})
+	ss.Init(ss, transport.OutboundConfig{MaxPendingBytes: s.cfg.MaxPendingBytes, Keepalive: s.cfg.Keepalive,
+		NodeState: s.cfg.NodeState})
 
 	s.mu.Lock()
 	if s.closed {

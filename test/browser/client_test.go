@@ -97,9 +97,6 @@ func TestClientReconnects(t *testing.T) {
 	}
 	for _, tr := range []string{"webtransport", "websocket", "sse"} {
 		t.Run(tr, func(t *testing.T) {
-			if tr == "sse" && !hasSSE(t, srv) {
-				t.Skip("waiting for /v1/sse")
-			}
 			b.open(t, srv)
 			p := newProxy(t, srv.Addr())
 			feed := "feed." + tr
@@ -323,9 +320,6 @@ func TestClientSubscriptions(t *testing.T) {
 	b := newBrowser(t)
 	for _, tr := range []string{"websocket", "sse"} {
 		t.Run(tr, func(t *testing.T) {
-			if tr == "sse" && !hasSSE(t, srv) {
-				t.Skip("waiting for /v1/sse")
-			}
 			b.open(t, srv)
 			a, other := "a."+tr, "b."+tr
 			var c connected

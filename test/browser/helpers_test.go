@@ -255,19 +255,6 @@ func post(t *testing.T, srv *server.Server, body string, out any) {
 	require.NoError(t, json.Unmarshal(b, out), "%s", b)
 }
 
-// hasSSE reports whether srv serves GET /v1/sse (another engineer is adding it).
-func hasSSE(t *testing.T, srv *server.Server) bool {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+srv.Addr()+"/v1/sse?topic=probe", nil)
-	require.NoError(t, err)
-	resp, err := httpClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	return resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-}
-
 // run is what the page records for one subscriber (harness.js summary).
 type run struct {
 	Transport   string              `json:"transport"`

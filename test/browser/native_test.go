@@ -74,9 +74,6 @@ func TestNativeAPIs(t *testing.T) {
 	})
 
 	t.Run("sse", func(t *testing.T) {
-		if !hasSSE(t, srv) {
-			t.Skip("waiting for /v1/sse")
-		}
 		var ready struct {
 			Topics map[string]struct {
 				Epoch string `json:"epoch"`

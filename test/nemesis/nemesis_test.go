@@ -106,11 +106,12 @@ func (c *runConfig) defaults() {
 
 // nemesisRun is one run: its processes, its workload and its history.
 type nemesisRun struct {
-	t     *testing.T
-	cfg   runConfig
-	rng   *rand.Rand
-	start time.Time
-	dir   string
+	t        *testing.T
+	wroteOut bool // writeOut ran
+	cfg      runConfig
+	rng      *rand.Rand
+	start    time.Time
+	dir      string
 
 	nodes  []*node
 	redis  *proc
@@ -143,6 +144,13 @@ func runNemesis(t *testing.T, cfg runConfig) *Result {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r.setup(ctx)
+	// A run that ends in t.Fatal (a harness step that could not go on)
+	// keeps its logs too: they are what explains it.
+	defer func() {
+		if t.Failed() && !r.wroteOut {
+			r.writeOut(nil, "harness: "+strings.Join(r.problems, "; ")+"\n")
+		}
+	}()
 
 	// Subscribers first: all subscribed before the first publish.
 	subCtx, stopSubs := context.WithCancel(ctx)
@@ -443,10 +451,14 @@ func (r *nemesisRun) cycle(ctx context.Context, idx int, kind string) {
 			f.Desc = fmt.Sprintf("SIGSTOP %s %.1fs", nd.name, hold.Seconds())
 			inject = func() {
 				nd.setState(nodePaused)
-				netErr(nd.signal(syscall.SIGSTOP))
+				if err := nd.signal(syscall.SIGSTOP); err != nil {
+					r.problem("pause: %v", err)
+				}
 			}
 			heal = func() {
-				netErr(nd.signal(syscall.SIGCONT))
+				if err := nd.signal(syscall.SIGCONT); err != nil {
+					r.problem("resume: %v", err)
+				}
 				nd.setState(nodeUp)
 				r.sendHome(v)
 			}
@@ -516,6 +528,7 @@ func (r *nemesisRun) cycle(ctx context.Context, idx int, kind string) {
 	default:
 		r.t.Fatalf("unknown fault %q", kind)
 	}
+	r.reviveExited(ctx)
 	f.Start = r.rec.since()
 	r.t.Logf("%s: fault #%d %s (hold %.1fs)", fmtDur(f.Start), idx, f.Desc, hold.Seconds())
 	r.mark("fault #%d %s", idx, f.Desc)
@@ -526,6 +539,21 @@ func (r *nemesisRun) cycle(ctx context.Context, idx int, kind string) {
 	heal()
 	r.faults = append(r.faults, f)
 	sleepCtx(ctx, r.cfg.settle)
+}
+
+// reviveExited finds nodes that ended by themselves (no fault of the
+// nemesis stopped them): each is a finding of the run, reported with the end
+// of its log, and is started again, as a supervisor would, so that the run
+// goes on.
+func (r *nemesisRun) reviveExited(ctx context.Context) {
+	for _, nd := range r.nodes {
+		if nd.getState() == nodeDown || nd.running() {
+			continue
+		}
+		r.problem("%s exited by itself; the end of its log:\n%s", nd.name, nd.log.tail(30))
+		nd.wait(time.Second) // it has exited: this only forgets it
+		r.restart(ctx, nd)
+	}
 }
 
 // restart starts a node that was stopped, and waits for it.
@@ -783,6 +811,7 @@ func (r *nemesisRun) history(heads map[string]Pos) *History {
 // writeOut saves the history, the report and every process's log in a
 // directory that outlives the test, and logs its path.
 func (r *nemesisRun) writeOut(h *History, report string) {
+	r.wroteOut = true
 	dir := os.Getenv(envOut)
 	if dir == "" {
 		dir = os.TempDir()

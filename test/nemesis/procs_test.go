@@ -1,6 +1,7 @@
 package nemesis
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,19 @@ func (l *logBuf) bytes() []byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]byte(nil), l.b...)
+}
+
+// tail returns the last n lines of the log.
+func (l *logBuf) tail(n int) string {
+	b := l.bytes()
+	i := len(b)
+	for ; n > 0 && i > 0; n-- {
+		i = bytes.LastIndexByte(b[:i-1], '\n') + 1
+		if i == 0 {
+			break
+		}
+	}
+	return string(b[i:])
 }
 
 // proc is a process the harness starts, stops and restarts with the same

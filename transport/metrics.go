@@ -1,11 +1,12 @@
 package transport
 
 import (
-	"bytes"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/topicast/topicast/transport/wire"
 )
 
 // Transport names of SessionInfo.Transport, in the order of the per-transport
@@ -206,11 +207,6 @@ func (h *LatencyHistogram) Snapshot(s *LatencySnapshot) {
 	s.SumMicros = h.sumUs.Load()
 }
 
-var (
-	msgPrefix = []byte(`{"op":"msg",`)
-	tsField   = []byte(`,"ts":`)
-)
-
 // countWritten counts the msg frames of a batch that a writer has written,
 // and their latency from the "ts" of the batch's last msg frame: one parse
 // per batch, nothing allocated. A backlog batch (recovered messages, old by
@@ -220,7 +216,7 @@ func (m *NodeMetrics) countWritten(batch [][]byte, backlog bool, msgBatches *uin
 	var n uint64
 	var last []byte
 	for _, f := range batch {
-		if bytes.HasPrefix(f, msgPrefix) {
+		if wire.IsMsg(f) {
 			n++
 			last = f
 		}
@@ -238,30 +234,20 @@ func (m *NodeMetrics) countWritten(batch [][]byte, backlog bool, msgBatches *uin
 	if *msgBatches++; *msgBatches%8 != 1 {
 		return
 	}
-	ts, ok := frameTS(last)
+	m.observeLatency(last, n)
+}
+
+// observeLatency times n deliveries by the "ts" of msg frame f. It is
+// kept out of countWritten, which every write runs, so that the frame of
+// the parsed head is on the stack of the sampled writes only.
+//
+//go:noinline
+func (m *NodeMetrics) observeLatency(f []byte, n uint64) {
+	h, ok := wire.ParseHead(f)
 	if !ok {
 		return
 	}
-	// ts has millisecond resolution: take the middle of its millisecond.
-	us := time.Now().UnixMicro() - ts*1000 - 500
+	// TS has millisecond resolution: take the middle of its millisecond.
+	us := time.Now().UnixMicro() - h.TS*1000 - 500
 	m.Latency.observe(uint64(max(us, 0)), n)
-}
-
-// frameTS reads the "ts" of a msg frame made by wire.AppendMsg, where it
-// follows the topic and the epoch (neither may hold a quote).
-func frameTS(f []byte) (int64, bool) {
-	i := bytes.Index(f, tsField)
-	if i < 0 {
-		return 0, false
-	}
-	var ts int64
-	digits := 0
-	for _, c := range f[i+len(tsField):] {
-		if c < '0' || c > '9' {
-			break
-		}
-		ts = ts*10 + int64(c-'0')
-		digits++
-	}
-	return ts, digits > 0 && digits < 19
 }

@@ -10,17 +10,6 @@ import (
 	"github.com/topicast/topicast/transport/wire"
 )
 
-func TestFrameTS(t *testing.T) {
-	f := wire.AppendMsg(nil, "a:b/c", "ep", 42, 1764190000123, []byte(`{"ts":1}`))
-	ts, ok := frameTS(f)
-	require.True(t, ok)
-	require.Equal(t, int64(1764190000123), ts)
-	_, ok = frameTS([]byte(`{"op":"msg","topic":"x"}`))
-	require.False(t, ok)
-	_, ok = frameTS([]byte(`{"op":"msg","ts":,"data":1}`))
-	require.False(t, ok)
-}
-
 func TestCountWritten(t *testing.T) {
 	var m NodeMetrics
 	now := time.Now().UnixMilli()
@@ -102,4 +91,21 @@ func TestSubscribedAndTopTopics(t *testing.T) {
 	m.ConnClosed("ws")
 	require.Equal(t, [numTransports]int64{0, 0, 0, 1, 0}, m.Conns())
 	require.Equal(t, [numTransports]uint64{1, 0, 0, 1, 0}, m.Opened())
+}
+
+// BenchmarkCountWritten measures what a writer adds per batch for the
+// metrics: find the msg frames and, in one batch of eight, time the last.
+func BenchmarkCountWritten(b *testing.B) {
+	var m NodeMetrics
+	batch := make([][]byte, 64)
+	for i := range batch {
+		batch[i] = wire.AppendMsg(nil, "topic."+strconv.Itoa(i), "k3x7q2ma", uint64(i+1), time.Now().UnixMilli(), []byte(`{"n":1}`))
+	}
+	batch[10] = wire.PongFrame
+	batch[20] = wire.AppendSubOK(nil, 1, "t", "e", 1, wire.Recovered)
+	var sampled uint64
+	b.ReportAllocs()
+	for b.Loop() {
+		m.countWritten(batch, false, &sampled)
+	}
 }

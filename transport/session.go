@@ -110,3 +110,28 @@ type Handler interface {
 
 // AcceptFunc takes a new session and returns the Handler for its frames.
 type AcceptFunc func(s Session) Handler
+
+// CommandHandler is a Handler that also takes commands as values: adapters
+// that act on their client's behalf (SSE and long polling subscribe for it)
+// hand it the command they built, with no JSON frame in between. The
+// connection actors' handler implements it.
+type CommandHandler interface {
+	Handler
+	// HandleCommand is HandleFrame for a command already decoded and
+	// valid; the handler owns cmd. It must not block.
+	HandleCommand(cmd *wire.Command)
+}
+
+// Subscribe hands h the sub command of topic (since nil: no recovery) as
+// the client's command id: as a value when h is a CommandHandler, as the
+// frame a client would send otherwise.
+func Subscribe(h Handler, id uint64, topic string, since *wire.Position) {
+	if ch, ok := h.(CommandHandler); ok {
+		if cmd, err := wire.SubCommand(id, topic, since); err == nil {
+			ch.HandleCommand(cmd)
+			return
+		}
+		// Not valid: the handler answers the frame as it would a client's.
+	}
+	h.HandleFrame(wire.AppendSub(nil, id, topic, since))
+}

@@ -5,10 +5,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -121,11 +119,7 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 // Subscribe sends a sub and returns the ok frame, reading synchronously; it
 // must be called before Read.
 func (c *WSClient) Subscribe(topic string, id int, since *wire.Position) (Frame, error) {
-	cmd := fmt.Sprintf(`{"op":"sub","id":%d,"topic":%q`, id, topic)
-	if since != nil {
-		cmd += fmt.Sprintf(`,"since":{"epoch":%q,"seq":%d}`, since.Epoch, since.Seq)
-	}
-	if err := c.Send(cmd + "}"); err != nil {
+	if err := c.Send(string(wire.AppendSub(nil, uint64(id), topic, since))); err != nil {
 		return Frame{}, err
 	}
 	return c.ReadUntil(func(f Frame) bool { return f.ID == uint64(id) && (f.Op == "ok" || f.Op == "error") }, nil)
@@ -177,26 +171,11 @@ func (c *WSClient) ReadUntil(match func(Frame) bool, other func([]byte)) (Frame,
 
 // MsgSeq extracts topic and seq from a msg frame without a full decode.
 func MsgSeq(frame []byte) (topic string, seq uint64, ok bool) {
-	if !bytes.HasPrefix(frame, []byte(`{"op":"msg","topic":"`)) {
+	h, ok := wire.ParseHead(frame)
+	if !ok || h.Kind != wire.FrameMsg {
 		return "", 0, false
 	}
-	rest := frame[len(`{"op":"msg","topic":"`):]
-	i := bytes.IndexByte(rest, '"')
-	if i < 0 {
-		return "", 0, false
-	}
-	topic = string(rest[:i])
-	j := bytes.Index(rest, []byte(`"seq":`))
-	if j < 0 {
-		return "", 0, false
-	}
-	num := rest[j+len(`"seq":`):]
-	k := bytes.IndexByte(num, ',')
-	if k < 0 {
-		return "", 0, false
-	}
-	seq, err := strconv.ParseUint(string(num[:k]), 10, 64)
-	return topic, seq, err == nil
+	return string(h.Topic), h.Seq, true
 }
 
 // SkipIfShort skips tests that need many connections or seconds under -short.

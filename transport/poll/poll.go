@@ -1,9 +1,7 @@
 package poll
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"math"
 	"net/http"
@@ -241,11 +239,9 @@ func (h *Handler) wait(ctx context.Context, r *http.Request, p *poll, deadline t
 		s.Close(transport.DisconnectNormal)
 		handler.HandleClosed(nil)
 	}()
-	var frame []byte
 	for i, t := range p.topics {
 		pos, _ := p.cur.Get(t)
-		frame = wire.AppendSub(frame[:0], uint64(i+1), t, &pos)
-		handler.HandleFrame(frame)
+		transport.Subscribe(handler, uint64(i+1), t, &pos)
 	}
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
@@ -267,44 +263,38 @@ func (h *Handler) wait(ctx context.Context, r *http.Request, p *poll, deadline t
 		}
 		frames = s.take(frames[:0])
 		for _, f := range frames {
-			switch {
-			case bytes.HasPrefix(f, okPrefix):
-				var rep reply
-				if json.Unmarshal(f, &rep) == nil && rep.ID >= 1 && rep.ID <= uint64(len(p.topics)) && !rep.Recovered {
+			switch wire.Kind(f) {
+			case wire.FrameOK:
+				rep, ok := wire.ParseOK(f)
+				if ok && rep.ID >= 1 && rep.ID <= uint64(len(p.topics)) && rep.Recovery != wire.Recovered {
 					// The position is gone (the topic changed epoch since
 					// read, or trimmed it): read the history again.
 					broken[rep.ID-1] = true
 					again = true
 				}
-			case bytes.HasPrefix(f, resetPrefix):
-				if i := p.index(f); i >= 0 {
-					broken[i] = true
-					again = true
+			case wire.FrameReset:
+				if h, ok := wire.ParseHead(f); ok {
+					if i := p.index(h.Topic); i >= 0 {
+						broken[i] = true
+						again = true
+					}
 				}
-			case bytes.HasPrefix(f, errorPrefix):
-				var rep struct {
-					ID      uint64 `json:"id"`
-					Topic   string `json:"topic"`
-					Code    string `json:"code"`
-					Message string `json:"message"`
-				}
-				if json.Unmarshal(f, &rep) != nil {
+			case wire.FrameError:
+				e, ok := wire.ParseError(f)
+				if !ok {
 					continue
 				}
-				if rep.ID >= 1 && rep.ID <= uint64(len(p.topics)) {
-					broken[rep.ID-1] = true
+				if e.ID >= 1 && e.ID <= uint64(len(p.topics)) {
+					broken[e.ID-1] = true
 					if subErr == nil {
-						subErr = &wire.Error{Code: wire.ParseErrorCode(rep.Code), Message: rep.Message}
+						subErr = &wire.Error{Code: e.Code, Message: e.Message}
 					}
-				} else if i := slices.Index(p.topics, rep.Topic); i >= 0 {
+				} else if i := slices.Index(p.topics, e.Topic); i >= 0 {
 					broken[i] = true
 					again = true
 				}
-			case bytes.HasPrefix(f, msgPrefix):
-				if i := p.index(f); i >= 0 && !broken[i] {
-					p.cur.Advance(f)
-					p.messages = append(p.messages, f)
-				}
+			case wire.FrameMsg:
+				p.collectOne(f, broken)
 			}
 		}
 		switch {
@@ -321,46 +311,30 @@ func (h *Handler) wait(ctx context.Context, r *http.Request, p *poll, deadline t
 // collect adds the msg frames of topics that are not broken.
 func (p *poll) collect(frames [][]byte, broken []bool) {
 	for _, f := range frames {
-		if bytes.HasPrefix(f, msgPrefix) {
-			if i := p.index(f); i >= 0 && !broken[i] {
-				p.cur.Advance(f)
-				p.messages = append(p.messages, f)
-			}
-		}
+		p.collectOne(f, broken)
 	}
 }
 
-// index returns the index of the topic of a msg or reset frame, or -1.
-func (p *poll) index(f []byte) int {
-	i := bytes.Index(f, topicField)
-	if i < 0 {
-		return -1
+// collectOne adds f if it is a msg frame of a topic that is not broken.
+func (p *poll) collectOne(f []byte, broken []bool) {
+	h, ok := wire.ParseHead(f)
+	if !ok || h.Kind != wire.FrameMsg {
+		return
 	}
-	rest := f[i+len(topicField):]
-	j := bytes.IndexByte(rest, '"')
-	if j < 0 {
-		return -1
+	if i := p.index(h.Topic); i >= 0 && !broken[i] {
+		p.cur.AdvanceTo(&h)
+		p.messages = append(p.messages, f)
 	}
+}
+
+// index returns the index of topic in the poll's topics, or -1.
+func (p *poll) index(topic []byte) int {
 	for k, t := range p.topics {
-		if t == string(rest[:j]) {
+		if t == string(topic) {
 			return k
 		}
 	}
 	return -1
-}
-
-var (
-	topicField  = []byte(`"topic":"`)
-	msgPrefix   = []byte(`{"op":"msg",`)
-	resetPrefix = []byte(`{"op":"reset",`)
-	okPrefix    = []byte(`{"op":"ok"`)
-	errorPrefix = []byte(`{"op":"error"`)
-)
-
-// reply is the part of an ok frame a poll reads.
-type reply struct {
-	ID        uint64 `json:"id"`
-	Recovered bool   `json:"recovered"`
 }
 
 // writeAnswer writes {"messages":[...],"cursor":"...","truncated":...}.

@@ -1,9 +1,7 @@
 package sse
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -141,23 +139,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Origin:     r.Header.Get("Origin"),
 		},
 	}
-	subs := make([][]byte, len(topics))
 	for i, topic := range topics {
-		var since *wire.Position
 		if cursor != nil {
 			if p, ok := cursor.Get(topic); ok {
-				since = &p
 				s.pos[i].resume, s.pos[i].since = true, p
 			}
 		}
-		subs[i] = wire.AppendSub(nil, uint64(i+1), topic, since)
 	}
 	// SSE sessions are not given to the Keepalive: the client never sends,
 	// so the silence rule would close every one of them.
 	s.Init(s, transport.OutboundConfig{MaxPendingBytes: h.cfg.MaxPendingBytes, NodeState: h.cfg.NodeState})
 	handler := h.cfg.Accept(s)
-	for _, f := range subs {
-		handler.HandleFrame(f)
+	for i, topic := range topics {
+		var since *wire.Position
+		if s.pos[i].resume {
+			since = &s.pos[i].since
+		}
+		transport.Subscribe(handler, uint64(i+1), topic, since)
 	}
 
 	tick := time.NewTicker(h.cfg.KeepaliveEvery)
@@ -296,33 +294,27 @@ func (s *session) appendEvent(b, f []byte) []byte {
 	if f[0] == ':' {
 		return append(append(b, f...), "\n\n"...)
 	}
-	switch {
-	case bytes.HasPrefix(f, msgPrefix):
+	if wire.IsMsg(f) { // the common case, tested inline
 		if !s.ready {
 			return s.hold(b, f)
 		}
 		s.cursor.Advance(f)
 		return appendData(s.appendID(append(b, "id: "...)), f)
-	case bytes.HasPrefix(f, resetPrefix):
+	}
+	switch wire.Kind(f) {
+	case wire.FrameReset:
 		if !s.ready {
 			return s.hold(b, f)
 		}
 		s.cursor.Advance(f)
 		return appendData(s.appendID(append(b, "event: reset\nid: "...)), f)
-	case bytes.HasPrefix(f, okPrefix):
+	case wire.FrameOK:
 		return s.onOK(b, f)
-	case bytes.HasPrefix(f, errorPrefix):
+	case wire.FrameError:
 		return s.onError(b, f)
 	}
 	return b // pong: the client sends no ping over SSE
 }
-
-var (
-	msgPrefix   = []byte(`{"op":"msg",`)
-	resetPrefix = []byte(`{"op":"reset",`)
-	okPrefix    = []byte(`{"op":"ok"`)
-	errorPrefix = []byte(`{"op":"error"`)
-)
 
 func (s *session) appendID(b []byte) []byte {
 	return append(s.cursor.AppendEncoded(b), '\n')
@@ -346,26 +338,17 @@ func (s *session) hold(b, f []byte) []byte {
 	return b
 }
 
-// reply is the part of ok and error frames the stream reads.
-type reply struct {
-	ID        uint64 `json:"id"`
-	Topic     string `json:"topic"`
-	Epoch     string `json:"epoch"`
-	Seq       uint64 `json:"seq"`
-	Recovered bool   `json:"recovered"`
-}
-
 // onOK records a sub's answer; the last one makes the stream ready.
 func (s *session) onOK(b, f []byte) []byte {
-	var r reply
-	if json.Unmarshal(f, &r) != nil || r.ID == 0 || r.ID > uint64(len(s.topics)) {
+	r, ok := wire.ParseOK(f)
+	if !ok || r.ID == 0 || r.ID > uint64(len(s.topics)) {
 		return b
 	}
 	p := &s.pos[r.ID-1]
 	if p.answered {
 		return b
 	}
-	p.answered, p.epoch, p.seq, p.recovered = true, r.Epoch, r.Seq, r.Recovered
+	p.answered, p.epoch, p.seq, p.recovered = true, string(r.Epoch), r.Seq, r.Recovery == wire.Recovered
 	s.answered++
 	if s.answered < len(s.topics) {
 		return b
@@ -421,8 +404,7 @@ func (s *session) onError(b, f []byte) []byte {
 	if s.ready {
 		return b
 	}
-	var r reply
-	if json.Unmarshal(f, &r) == nil && r.ID != 0 && r.ID <= uint64(len(s.topics)) {
+	if e, ok := wire.ParseError(f); ok && e.ID != 0 && e.ID <= uint64(len(s.topics)) {
 		s.ended = true
 		s.held = nil
 		s.Close(transport.Disconnect{Code: wire.CloseNormal, Reason: "subscription failed"})

@@ -50,6 +50,13 @@ func (h fakeHandler) HandleFrame(frame []byte) {
 
 func (h fakeHandler) HandleClosed(err error) { h.n.closed <- err }
 
+// HandleCommand makes fakeHandler a transport.CommandHandler, as the
+// connection actors' handler is: the stream subscribes with values. (The
+// poll tests' handler takes frames only, and covers the other way.)
+func (h fakeHandler) HandleCommand(cmd *wire.Command) { h.n.frames <- cmd }
+
+var _ transport.CommandHandler = fakeHandler{}
+
 func (n *fakeNode) session(t *testing.T) transport.Session {
 	t.Helper()
 	select {

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"hash/crc32"
@@ -124,36 +123,19 @@ func (c *Cursor) All() iter.Seq2[string, Position] {
 // AppendReset make them) for its topic and reports whether frame was one.
 // It does not allocate while the topic is known and its epoch unchanged.
 func (c *Cursor) Advance(frame []byte) bool {
-	var rest []byte
-	switch {
-	case bytes.HasPrefix(frame, msgHead):
-		rest = frame[len(msgHead):]
-	case bytes.HasPrefix(frame, resetHead):
-		rest = frame[len(resetHead):]
-	default:
-		return false
-	}
-	topic, rest, ok := cutField(rest, `","epoch":"`)
-	if !ok {
-		return false
-	}
-	epoch, rest, ok := cutField(rest, `","seq":`)
-	if !ok {
-		return false
-	}
-	end := bytes.IndexAny(rest, ",}")
-	if end < 0 {
-		return false
-	}
-	seq, ok := parseUint(rest[:end])
-	if !ok {
-		return false
-	}
-	if i, found := c.findBytes(topic); found && c.entries[i].pos.Epoch == string(epoch) {
-		c.entries[i].pos.Seq = seq
+	h, ok := ParseHead(frame)
+	return ok && c.AdvanceTo(&h)
+}
+
+// AdvanceTo is Advance for a frame already parsed by ParseHead. It reports
+// false, recording nothing, when the topic or the epoch is not valid or the
+// cursor is full.
+func (c *Cursor) AdvanceTo(h *Head) bool {
+	if i, found := c.findBytes(h.Topic); found && c.entries[i].pos.Epoch == string(h.Epoch) {
+		c.entries[i].pos.Seq = h.Seq
 		return true
 	}
-	return c.Set(string(topic), Position{Epoch: string(epoch), Seq: seq}) == nil
+	return c.Set(string(h.Topic), Position{Epoch: string(h.Epoch), Seq: h.Seq}) == nil
 }
 
 // findBytes is find for a topic in bytes, without converting it.
@@ -168,20 +150,6 @@ func (c *Cursor) findBytes(topic []byte) (int, bool) {
 		}
 	}
 	return lo, lo < len(c.entries) && c.entries[lo].topic == string(topic)
-}
-
-var (
-	msgHead   = []byte(`{"op":"msg","topic":"`)
-	resetHead = []byte(`{"op":"reset","topic":"`)
-)
-
-// cutField returns what comes before sep in b and what follows it.
-func cutField(b []byte, sep string) (field, rest []byte, ok bool) {
-	i := bytes.Index(b, []byte(sep))
-	if i < 0 {
-		return nil, nil, false
-	}
-	return b[:i], b[i+len(sep):], true
 }
 
 // AppendEncoded appends the cursor's encoded form to dst. It reuses a

@@ -7,22 +7,22 @@ import (
 
 // Frames without variable parts. Callers must not modify them.
 var (
-	PingFrame = []byte(`{"op":"ping"}`)
-	PongFrame = []byte(`{"op":"pong"}`)
+	PingFrame = []byte(pingFrame)
+	PongFrame = []byte(pongFrame)
 )
 
 // AppendMsg appends a msg frame. data must be compacted JSON (CompactData);
 // topic and epoch must be valid names (no escaping is needed for them).
 func AppendMsg(dst []byte, topic, epoch string, seq uint64, tsMillis int64, data []byte) []byte {
-	dst = append(dst, `{"op":"msg","topic":"`...)
+	dst = append(dst, msgHead...)
 	dst = append(dst, topic...)
-	dst = append(dst, `","epoch":"`...)
+	dst = append(dst, epochSep...)
 	dst = append(dst, epoch...)
-	dst = append(dst, `","seq":`...)
+	dst = append(dst, seqSep...)
 	dst = strconv.AppendUint(dst, seq, 10)
-	dst = append(dst, `,"ts":`...)
+	dst = append(dst, tsSep...)
 	dst = strconv.AppendInt(dst, tsMillis, 10)
-	dst = append(dst, `,"data":`...)
+	dst = append(dst, dataSep...)
 	dst = append(dst, data...)
 	return append(dst, '}')
 }
@@ -45,17 +45,17 @@ const (
 // AppendSubOK appends the ok frame that answers a sub.
 func AppendSubOK(dst []byte, id uint64, topic, epoch string, seq uint64, rec Recovery) []byte {
 	dst = appendOKHead(dst, id)
-	dst = append(dst, `,"topic":"`...)
+	dst = append(dst, okTopicSep...)
 	dst = append(dst, topic...)
-	dst = append(dst, `","epoch":"`...)
+	dst = append(dst, epochSep...)
 	dst = append(dst, epoch...)
-	dst = append(dst, `","seq":`...)
+	dst = append(dst, seqSep...)
 	dst = strconv.AppendUint(dst, seq, 10)
 	switch rec {
 	case Recovered:
-		dst = append(dst, `,"recovered":true`...)
+		dst = append(dst, recoveredTrue...)
 	case NotRecovered:
-		dst = append(dst, `,"recovered":false`...)
+		dst = append(dst, recoveredFalse...)
 	}
 	return append(dst, '}')
 }
@@ -71,9 +71,9 @@ func AppendOK(dst []byte, id uint64) []byte {
 }
 
 func appendOKHead(dst []byte, id uint64) []byte {
-	dst = append(dst, `{"op":"ok"`...)
+	dst = append(dst, okHead...)
 	if id != 0 {
-		dst = append(dst, `,"id":`...)
+		dst = append(dst, idSep...)
 		dst = strconv.AppendUint(dst, id, 10)
 	}
 	return dst
@@ -81,11 +81,11 @@ func appendOKHead(dst []byte, id uint64) []byte {
 
 // AppendReset appends a reset frame: the topic continues in a new epoch.
 func AppendReset(dst []byte, topic, epoch string, seq uint64) []byte {
-	dst = append(dst, `{"op":"reset","topic":"`...)
+	dst = append(dst, resetHead...)
 	dst = append(dst, topic...)
-	dst = append(dst, `","epoch":"`...)
+	dst = append(dst, epochSep...)
 	dst = append(dst, epoch...)
-	dst = append(dst, `","seq":`...)
+	dst = append(dst, seqSep...)
 	dst = strconv.AppendUint(dst, seq, 10)
 	return append(dst, '}')
 }
@@ -93,18 +93,18 @@ func AppendReset(dst []byte, topic, epoch string, seq uint64) []byte {
 // AppendError appends an error frame for e: with "id" when e answers a
 // command, with "topic" when it ends a subscription.
 func AppendError(dst []byte, e *Error) []byte {
-	dst = append(dst, `{"op":"error"`...)
+	dst = append(dst, errorHead...)
 	if e.ID != 0 {
-		dst = append(dst, `,"id":`...)
+		dst = append(dst, idSep...)
 		dst = strconv.AppendUint(dst, e.ID, 10)
 	}
 	if e.Topic != "" {
-		dst = append(dst, `,"topic":`...)
+		dst = append(dst, errTopicSep...)
 		dst = AppendString(dst, e.Topic)
 	}
-	dst = append(dst, `,"code":"`...)
+	dst = append(dst, codeSep...)
 	dst = append(dst, e.Code.String()...)
-	dst = append(dst, `","message":`...)
+	dst = append(dst, messageSep...)
 	dst = AppendString(dst, e.Message)
 	return append(dst, '}')
 }

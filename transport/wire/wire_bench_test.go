@@ -65,3 +65,22 @@ func BenchmarkDecodePublishBody(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCursorAdvance measures what SSE and polling do per delivered
+// msg frame: move a cursor of 8 topics past it.
+func BenchmarkCursorAdvance(b *testing.B) {
+	var c Cursor
+	frames := make([][]byte, 8)
+	for i := range frames {
+		frames[i] = AppendMsg(nil, "topic."+string(rune('a'+i)), "k3x7q2ma", 1764190000, 1764190000123, []byte(`{"score":1234,"who":"someone"}`))
+		c.Advance(frames[i])
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, f := range frames {
+			if !c.Advance(f) {
+				b.Fatal("not advanced")
+			}
+		}
+	}
+}

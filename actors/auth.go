@@ -3,8 +3,6 @@ package actors
 import (
 	"context"
 	"log/slog"
-	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -13,151 +11,6 @@ import (
 	"github.com/topicast/topicast/transport/auth"
 	"github.com/topicast/topicast/transport/wire"
 )
-
-// GuardConfig configures a Guard: who may connect and how much a client may
-// ask. Zero values mean the defaults; negative numbers disable a limit.
-type GuardConfig struct {
-	// TokenSecret signs client tokens (JWT, HS256). Empty means no token
-	// is needed: every client may subscribe and publish everywhere.
-	TokenSecret []byte
-	// HelloTimeout is how long a client has to send hello when a token is
-	// required and none came with its URL. Zero means DefaultHelloTimeout.
-	HelloTimeout time.Duration
-	// MaxConns bounds the node's sessions that went through the guard.
-	// Zero means DefaultMaxConns; negative means no limit.
-	MaxConns int
-	// MaxSubscriptions bounds one connection's subscriptions. Zero means
-	// DefaultMaxSubscriptions; negative means no limit.
-	MaxSubscriptions int
-	// CommandRate is the commands per second a connection may send on
-	// average. Zero means DefaultCommandRate; negative means no limit.
-	CommandRate float64
-	// CommandBurst is how many commands a connection may send at once, and
-	// how many rejected ones within a second close it (4029). Zero means
-	// DefaultCommandBurst.
-	CommandBurst int
-	// Now tells the time for token expiry; nil means time.Now.
-	Now func() time.Time
-	// Logger; nil discards.
-	Logger *slog.Logger
-}
-
-func (c GuardConfig) withDefaults() GuardConfig {
-	if c.HelloTimeout == 0 {
-		c.HelloTimeout = DefaultHelloTimeout
-	}
-	if c.MaxConns == 0 {
-		c.MaxConns = DefaultMaxConns
-	}
-	if c.MaxSubscriptions == 0 {
-		c.MaxSubscriptions = DefaultMaxSubscriptions
-	}
-	if c.CommandRate == 0 {
-		c.CommandRate = DefaultCommandRate
-	}
-	if c.CommandBurst == 0 {
-		c.CommandBurst = DefaultCommandBurst
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	return c
-}
-
-// Guard admits sessions and makes their connection actors enforce tokens
-// and limits. It is goroutine-safe.
-type Guard struct {
-	cfg      GuardConfig
-	verifier *auth.Verifier // nil when no token is needed
-	conns    atomic.Int64
-}
-
-// NewGuard returns a guard for cfg with its defaults applied.
-func NewGuard(cfg GuardConfig) *Guard {
-	cfg = cfg.withDefaults()
-	g := &Guard{cfg: cfg}
-	if len(cfg.TokenSecret) > 0 {
-		g.verifier = auth.NewVerifier(cfg.TokenSecret, cfg.Now)
-	}
-	return g
-}
-
-// TokensRequired reports whether clients need a token.
-func (g *Guard) TokensRequired() bool { return g.verifier != nil }
-
-// Verifier returns the token verifier, nil when no token is needed.
-func (g *Guard) Verifier() *auth.Verifier { return g.verifier }
-
-// Conns returns the number of sessions admitted and not yet ended.
-func (g *Guard) Conns() int { return int(g.conns.Load()) }
-
-// Wrap returns an AcceptFunc that admits each session (closing it with
-// 4029 when the node has MaxConns already), hands it to accept (a node's
-// Accept, which starts its connection actor) and attaches the guard to it.
-func (g *Guard) Wrap(accept transport.AcceptFunc) transport.AcceptFunc {
-	return func(s transport.Session) transport.Handler {
-		n := g.conns.Add(1)
-		if g.cfg.MaxConns > 0 && n > int64(g.cfg.MaxConns) {
-			g.conns.Add(-1)
-			if g.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
-				g.cfg.Logger.LogAttrs(context.Background(), slog.LevelDebug, "connection refused: node full",
-					slog.String("conn_id", s.Info().ID), slog.Int("max_conns", g.cfg.MaxConns))
-			}
-			s.Close(DisconnectTooManyConns)
-			return refusedHandler{}
-		}
-		h := accept(s)
-		if ch, ok := h.(*connHandler); ok {
-			ch.attach(g, s)
-			return ch
-		}
-		return &countedHandler{Handler: h, g: g}
-	}
-}
-
-func (g *Guard) release() { g.conns.Add(-1) }
-
-// AuthorizeHTTP checks an HTTP client request (SSE, long polling, history)
-// when tokens are required: its token (?token= or Authorization: Bearer)
-// must be valid (else a *wire.Error unauthorized, 401) and allow
-// subscribing to every one of topics (else forbidden, 403). Without a
-// secret it allows everything.
-func (g *Guard) AuthorizeHTTP(r *http.Request, topics []string) error {
-	if g.verifier == nil {
-		return nil
-	}
-	claims, err := g.verifier.Verify(auth.FromRequest(r))
-	if err != nil {
-		return err
-	}
-	for _, t := range topics {
-		if !claims.Subscribe.Allow(t) {
-			return wire.Errorf(wire.CodeForbidden, "the token does not allow subscribing to %s", t)
-		}
-	}
-	return nil
-}
-
-// refusedHandler ignores a session refused at accept.
-type refusedHandler struct{}
-
-func (refusedHandler) HandleFrame([]byte) {}
-func (refusedHandler) HandleClosed(error) {}
-
-// countedHandler releases the guard's count for a handler that is not a
-// connection actor's.
-type countedHandler struct {
-	transport.Handler
-	g *Guard
-}
-
-func (h *countedHandler) HandleClosed(err error) {
-	h.Handler.HandleClosed(err)
-	h.g.release()
-}
 
 // guardAttached gives a connection actor its guard. The adapter starts
 // reading only after Accept returns, so it arrives before any command.
@@ -169,9 +22,11 @@ type helloTimeout struct{}
 // tokenExpired fires when the token of generation gen expires.
 type tokenExpired struct{ gen uint64 }
 
-// attach makes h meter commands and tells its actor about g. It runs on the
-// goroutine that will read the session, before it reads.
-func (h *connHandler) attach(g *Guard, s transport.Session) {
+var _ guardedHandler = (*connHandler)(nil)
+
+// attachGuard makes h meter commands and tells its actor about g. It runs
+// on the goroutine that will read the session, before it reads.
+func (h *connHandler) attachGuard(g *Guard, s transport.Session) {
 	h.guard, h.sess = g, s
 	if g.cfg.CommandRate > 0 {
 		h.limiter = newCommandLimiter(g.cfg.CommandRate, g.cfg.CommandBurst, time.Now())

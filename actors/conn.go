@@ -18,7 +18,8 @@ const DefaultRequestTimeout = 5 * time.Second
 
 // ConnConfig configures connection actors.
 type ConnConfig struct {
-	// MaxMessage is the largest data of a pub, in bytes. Zero means 65536.
+	// MaxMessage is the largest data of a pub, in bytes. Zero means
+	// wire.DefaultMaxMessage.
 	MaxMessage int
 	// RequestTimeout bounds a pub's wait for its topic. Zero means
 	// DefaultRequestTimeout.
@@ -30,7 +31,7 @@ type ConnConfig struct {
 
 func (c ConnConfig) withDefaults() ConnConfig {
 	if c.MaxMessage == 0 {
-		c.MaxMessage = 65536
+		c.MaxMessage = wire.DefaultMaxMessage
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
@@ -126,6 +127,8 @@ type connHandler struct {
 	flooded bool            // closed for too many commands: drop the rest
 }
 
+var _ transport.CommandHandler = (*connHandler)(nil)
+
 type sessionClosed struct{ err error }
 
 type badFrame struct{ err *wire.Error }
@@ -147,6 +150,16 @@ func (h *connHandler) HandleFrame(frame []byte) {
 	h.root.Send(h.pid, cmd)
 }
 
+// HandleCommand takes a command an adapter built on its client's behalf
+// (SSE and polling subscribe so), metered like a frame; see
+// transport.CommandHandler.
+func (h *connHandler) HandleCommand(cmd *wire.Command) {
+	if h.flooded || (h.limiter != nil && !h.allowID(cmd.ID)) {
+		return
+	}
+	h.root.Send(h.pid, cmd)
+}
+
 func (h *connHandler) HandleClosed(err error) {
 	h.root.Send(h.pid, &sessionClosed{err: err})
 	if h.guard != nil {
@@ -157,7 +170,14 @@ func (h *connHandler) HandleClosed(err error) {
 // allow meters one command: over the rate it answers rate_limited (echoing
 // the frame's id, read without a full decode), and closes with 4029 a client
 // that keeps going.
-func (h *connHandler) allow(frame []byte) bool {
+func (h *connHandler) allow(frame []byte) bool { return h.meter(frame, 0) }
+
+// allowID is allow for a command of the given id.
+func (h *connHandler) allowID(id uint64) bool { return h.meter(nil, id) }
+
+// meter is allow and allowID: the refused command's id is id, or read from
+// frame when frame is set.
+func (h *connHandler) meter(frame []byte, id uint64) bool {
 	ok, flood := h.limiter.allow(time.Now())
 	switch {
 	case ok:
@@ -166,7 +186,10 @@ func (h *connHandler) allow(frame []byte) bool {
 		h.flooded = true
 		h.sess.Close(DisconnectFlood)
 	default:
-		_ = h.sess.Write(wire.AppendError(nil, &wire.Error{Code: wire.CodeRateLimited, ID: wire.PeekID(frame),
+		if frame != nil {
+			id = wire.PeekID(frame)
+		}
+		_ = h.sess.Write(wire.AppendError(nil, &wire.Error{Code: wire.CodeRateLimited, ID: id,
 			Message: "too many commands, slow down"})) // a closed session needs no error
 	}
 	return false

@@ -35,7 +35,9 @@ func (systemClock) Now() time.Time { return time.Now() }
 // TopicConfig configures topic actors.
 type TopicConfig struct {
 	// HistorySize is how many of the newest messages a topic keeps. Zero
-	// means DefaultHistorySize; negative keeps none.
+	// means DefaultHistorySize; negative keeps none. (The same holds for
+	// redisstore.Config.HistorySize; only the serve flag --history-size,
+	// which shows its default, reads 0 as none and passes -1 here.)
 	HistorySize int
 	// HistoryTTL is how long a message is kept. Zero means DefaultHistoryTTL.
 	HistoryTTL time.Duration

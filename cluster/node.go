@@ -31,7 +31,6 @@ var Version = "0.1.0-dev"
 const (
 	DefaultClusterAddr    = "127.0.0.1:0"
 	DefaultRequestTimeout = 5 * time.Second
-	DefaultMaxMessage     = 65536
 	// DefaultJoinTimeout bounds how long Start waits for the node to see
 	// itself in the cluster's membership.
 	DefaultJoinTimeout = 30 * time.Second
@@ -65,7 +64,7 @@ type Config struct {
 	// Store is set from Redis, its Metrics to the node's (NodeState).
 	Topic actors.TopicConfig
 	// MaxMessage is the largest data of a message in bytes. Zero means
-	// DefaultMaxMessage.
+	// wire.DefaultMaxMessage.
 	MaxMessage int
 	// RequestTimeout bounds a publish or history call to a topic actor, and
 	// a lookup. Zero means DefaultRequestTimeout.
@@ -101,7 +100,7 @@ func (c Config) withDefaults() Config {
 		c.ClusterName = "topicast"
 	}
 	if c.MaxMessage == 0 {
-		c.MaxMessage = DefaultMaxMessage
+		c.MaxMessage = wire.DefaultMaxMessage
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout

@@ -49,8 +49,9 @@ const (
 type Config struct {
 	// URL is redis://[user:password@]host:port/db.
 	URL string
-	// HistorySize is how many messages a topic's stream keeps (MAXLEN ~);
-	// zero or negative keeps none (epoch, head and keys are still kept).
+	// HistorySize is how many messages a topic's stream keeps (MAXLEN ~).
+	// Zero means actors.DefaultHistorySize, as in actors.TopicConfig;
+	// negative keeps none (epoch, head and keys are still kept).
 	HistorySize int
 	// HistoryTTL is how long a message is kept: the stream expires that
 	// long after its last write, and older entries are trimmed (MINID).
@@ -73,12 +74,7 @@ var _ actors.HistoryStore = (*Store)(nil)
 
 // New connects to Redis (checking it answers within DefaultDialTimeout).
 func New(cfg Config) (*Store, error) {
-	if cfg.MetaTTL == 0 {
-		cfg.MetaTTL = DefaultMetaTTL
-	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = DefaultPrefix
-	}
+	cfg = cfg.withDefaults()
 	if cfg.HistoryTTL <= 0 || cfg.KeyTTL <= 0 {
 		return nil, errors.New("redisstore: HistoryTTL and KeyTTL must be positive")
 	}
@@ -94,6 +90,20 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("redisstore: %s does not answer: %w", opts.Addr, err)
 	}
 	return &Store{cfg: cfg, rdb: rdb}, nil
+}
+
+// withDefaults returns cfg with its zero values replaced by the defaults.
+func (c Config) withDefaults() Config {
+	if c.HistorySize == 0 {
+		c.HistorySize = actors.DefaultHistorySize
+	}
+	if c.MetaTTL == 0 {
+		c.MetaTTL = DefaultMetaTTL
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	return c
 }
 
 // Close closes the connections.

@@ -194,7 +194,7 @@ func TestStore(t *testing.T) {
 	})
 
 	t.Run("no history kept", func(t *testing.T) {
-		s := newStore(t, url, 0)
+		s := newStore(t, url, -1)
 		st, err := s.Open(ctx, "n", "e", 0, 0)
 		require.NoError(t, err)
 		require.NoError(t, s.Append(ctx, "n", st.Fence, msgs(1, 3, now, "q"), 0))

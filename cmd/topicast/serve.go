@@ -19,6 +19,7 @@ import (
 	"github.com/topicast/topicast/transport/httpapi"
 	"github.com/topicast/topicast/transport/websocket"
 	"github.com/topicast/topicast/transport/webtransport"
+	"github.com/topicast/topicast/transport/wire"
 )
 
 // Main is the serve command: flags, wiring and lifetime of one node.
@@ -57,7 +58,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.Node.Topic.HistorySize, "history-size", actors.DefaultHistorySize, "messages kept per topic for recovery (0: none)")
 	fs.DurationVar(&c.Node.Topic.HistoryTTL, "history-ttl", actors.DefaultHistoryTTL, "how long a message is kept for recovery")
 	fs.DurationVar(&c.Node.Topic.IdleCheck, "topic-idle-check", actors.DefaultIdleCheck, "how long a topic without traffic waits before it considers stopping")
-	fs.IntVar(&c.Node.MaxMessage, "max-message", cluster.DefaultMaxMessage, "largest message data in bytes")
+	fs.IntVar(&c.Node.MaxMessage, "max-message", wire.DefaultMaxMessage, "largest message data in bytes")
 	fs.IntVar(&c.MaxQueue, "max-queue", transport.DefaultMaxPendingBytes, "bytes queued for a client before it is closed as a slow consumer (4008)")
 	fs.Int64Var(&c.MaxBacklog, "max-backlog", httpapi.DefaultMaxBacklog, "bytes queued for all clients above which POST /v1/publish waits (backpressure; -1: never)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", websocket.DefaultWriteTimeout, "bound of one write to a client; hitting it closes the client (4008)")
@@ -98,7 +99,10 @@ func (m *Main) ParseFlags(args []string) error {
 		return errors.New("--history-size must be >= 0; --max-message, --max-queue and --history-ttl > 0")
 	}
 	if c.Node.Topic.HistorySize == 0 {
-		c.Node.Topic.HistorySize = -1 // 0 on the command line keeps none; in the config it means the default
+		// 0 on the command line keeps none, as 0 does for the other limits
+		// of serve; in actors.TopicConfig (and redisstore.Config) 0 means
+		// the default and a negative size keeps none.
+		c.Node.Topic.HistorySize = -1
 	}
 	c.APIKeys, c.AllowedOrigins = apiKeys, origins
 	if err := m.limits(tokenSecret, tokenSecretFile); err != nil {

@@ -29,93 +29,147 @@ const DefaultInfoURL = "http://127.0.0.1:8080/v1/info"
 const subFlushDelay = 10 * time.Millisecond
 
 func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseSubArgs(args, stderr)
+	if err != nil {
+		return err
+	}
+	p := newSubPrinter(stdout, stderr, o.count, o.since != nil)
+	defer p.flush()
+	cfg, err := o.clientConfig(ctx, p)
+	if err != nil {
+		return err
+	}
+	c, err := sdk.Dial(ctx, o.server, cfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("connect to %s: %w", o.server, err)
+	}
+	defer c.Close()
+	if err := o.subscribeAll(ctx, c, p); err != nil {
+		return err
+	}
+	return waitSub(ctx, c, p)
+}
+
+// subArgs is what sub's command line asks for.
+type subArgs struct {
+	server   string
+	url      *url.URL
+	topics   []string
+	since    *wire.Position // nil: no recovery
+	count    int
+	token    string
+	certHash string
+	info     string
+	datagram bool
+}
+
+// webTransport reports whether the server URL is a WebTransport one.
+func (o *subArgs) webTransport() bool { return o.url.Scheme == "https" }
+
+// parseSubArgs parses and checks sub's flags and topics; usage errors are
+// *exitError with status 2.
+func parseSubArgs(args []string, stderr io.Writer) (*subArgs, error) {
 	fs := flag.NewFlagSet("topicast sub", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", "ws://127.0.0.1:8080/ws",
+	o := &subArgs{}
+	fs.StringVar(&o.server, "server", "ws://127.0.0.1:8080/ws",
 		"server URL: ws://HOST:PORT/ws (WebSocket) or https://HOST:PORT/wt (WebTransport)")
 	since := fs.String("since", "", "EPOCH:SEQ: recover the messages after SEQ (for every topic)")
-	count := fs.Int("count", 0, "exit after this many messages (0: run until interrupted)")
-	token := fs.String("token", "", "token, if the server requires one")
-	certHash := fs.String("cert-hash", "",
+	fs.IntVar(&o.count, "count", 0, "exit after this many messages (0: run until interrupted)")
+	fs.StringVar(&o.token, "token", "", "token, if the server requires one")
+	fs.StringVar(&o.certHash, "cert-hash", "",
 		"WebTransport: hex SHA-256 of the server's certificate (default: read from --info when the host is loopback)")
-	info := fs.String("info", DefaultInfoURL,
+	fs.StringVar(&o.info, "info", DefaultInfoURL,
 		"WebTransport: the server's /v1/info, read for the certificate hash when --cert-hash is empty and the host is loopback")
-	datagram := fs.Bool("datagram", false,
+	fs.BoolVar(&o.datagram, "datagram", false,
 		"WebTransport: receive the messages as datagrams (newest value first, some may be lost; no recovery)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: topicast sub [flags] TOPIC...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nil, err
 	}
-	topics := fs.Args()
-	if len(topics) == 0 {
+	o.topics = fs.Args()
+	if len(o.topics) == 0 {
 		fs.Usage()
-		return &exitError{2, errors.New("sub needs at least one TOPIC")}
+		return nil, &exitError{2, errors.New("sub needs at least one TOPIC")}
 	}
-	for _, t := range topics {
+	if err := o.check(*since); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// check validates the topics, parses since (EPOCH:SEQ, "" for none) and the
+// server URL, and refuses flags that do not combine.
+func (o *subArgs) check(since string) error {
+	for _, t := range o.topics {
 		if err := wire.ValidateTopic(t); err != nil {
 			return err
 		}
 	}
-	var sincePos *wire.Position
-	if *since != "" {
-		epoch, seqStr, ok := strings.Cut(*since, ":")
+	if since != "" {
+		epoch, seqStr, ok := strings.Cut(since, ":")
 		seq, err := strconv.ParseUint(seqStr, 10, 64)
 		if !ok || epoch == "" || err != nil {
-			return &exitError{2, fmt.Errorf("--since must be EPOCH:SEQ, got %q", *since)}
+			return &exitError{2, fmt.Errorf("--since must be EPOCH:SEQ, got %q", since)}
 		}
-		sincePos = &wire.Position{Epoch: epoch, Seq: seq}
+		o.since = &wire.Position{Epoch: epoch, Seq: seq}
 	}
-	if *count < 0 {
-		return &exitError{2, fmt.Errorf("--count must not be negative, got %d", *count)}
+	if o.count < 0 {
+		return &exitError{2, fmt.Errorf("--count must not be negative, got %d", o.count)}
 	}
-	u, err := url.Parse(*server)
+	u, err := url.Parse(o.server)
 	if err != nil {
 		return &exitError{2, fmt.Errorf("--server: %w", err)}
 	}
-	webTransport := u.Scheme == "https"
-	if *datagram && !webTransport {
+	o.url = u
+	if o.datagram && !o.webTransport() {
 		return &exitError{2, errors.New("--datagram needs a WebTransport server URL (https://HOST:PORT/wt)")}
 	}
-	if *datagram && sincePos != nil {
+	if o.datagram && o.since != nil {
 		return &exitError{2, errors.New("--datagram and --since do not combine: datagram subscriptions do not recover")}
 	}
+	return nil
+}
 
-	p := newSubPrinter(stdout, stderr, *count, sincePos != nil)
-	defer p.flush()
+// clientConfig returns the SDK config of sub: p prints the events, the
+// token is the one given, and a WebTransport server's certificate hash is
+// read from --info when not given and the server is on loopback.
+func (o *subArgs) clientConfig(ctx context.Context, p *subPrinter) (sdk.Config, error) {
 	cfg := sdk.Config{KeepFrames: true, OnEvent: p.onEvent}
-	if *token != "" {
-		tok := *token
+	if o.token != "" {
+		tok := o.token
 		cfg.Token = func(context.Context) (string, error) { return tok, nil }
 	}
-	if webTransport {
-		cfg.CertHash = *certHash
-		if cfg.CertHash == "" && isLoopback(u.Hostname()) {
-			if cfg.CertHash, err = fetchCertHash(ctx, *info); err != nil {
-				return fmt.Errorf("read the certificate hash from %s: %w (pass --cert-hash, or --info with the server's HTTP address)", *info, err)
-			}
+	if !o.webTransport() {
+		return cfg, nil
+	}
+	cfg.CertHash = o.certHash
+	if cfg.CertHash == "" && isLoopback(o.url.Hostname()) {
+		var err error
+		if cfg.CertHash, err = fetchCertHash(ctx, o.info); err != nil {
+			return cfg, fmt.Errorf("read the certificate hash from %s: %w (pass --cert-hash, or --info with the server's HTTP address)", o.info, err)
 		}
 	}
+	return cfg, nil
+}
 
-	c, err := sdk.Dial(ctx, *server, cfg)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("connect to %s: %w", *server, err)
-	}
-	defer c.Close()
-
+// subscribeAll subscribes c to every topic, printing with p. A cancelled
+// ctx is no error.
+func (o *subArgs) subscribeAll(ctx context.Context, c *sdk.Client, p *subPrinter) error {
 	var opts []sdk.SubOption
-	if sincePos != nil {
-		opts = append(opts, sdk.Since(sincePos.Epoch, sincePos.Seq))
+	if o.since != nil {
+		opts = append(opts, sdk.Since(o.since.Epoch, o.since.Seq))
 	}
-	if *datagram {
+	if o.datagram {
 		opts = append(opts, sdk.Datagram())
 	}
-	for _, t := range topics {
+	for _, t := range o.topics {
 		if _, err := c.Subscribe(ctx, t, p.onMessage, opts...); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -123,6 +177,12 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return describeSubError(err)
 		}
 	}
+	return nil
+}
+
+// waitSub waits for the end of sub: interrupted, --count messages printed,
+// a failure reported by p, or the connection gone for good.
+func waitSub(ctx context.Context, c *sdk.Client, p *subPrinter) error {
 	select {
 	case <-ctx.Done():
 		return nil

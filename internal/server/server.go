@@ -21,11 +21,13 @@ import (
 	"github.com/topicast/topicast/internal/metrics"
 	jsclient "github.com/topicast/topicast/sdk/js"
 	"github.com/topicast/topicast/transport"
+	"github.com/topicast/topicast/transport/auth"
 	"github.com/topicast/topicast/transport/httpapi"
 	"github.com/topicast/topicast/transport/poll"
 	"github.com/topicast/topicast/transport/sse"
 	"github.com/topicast/topicast/transport/websocket"
 	"github.com/topicast/topicast/transport/webtransport"
+	"github.com/topicast/topicast/transport/wire"
 )
 
 //go:embed web
@@ -104,146 +106,231 @@ type Server struct {
 // Start starts the node and its listeners and returns once they accept
 // clients.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.DrainTimeout == 0 {
-		cfg.DrainTimeout = DefaultDrainTimeout
-	}
-	cfg.Node.Logger = cfg.Logger
-	logger := cfg.Logger
-	var mx *metrics.Metrics // made once the node exists, before any session
-	onClosed := cfg.Node.OnConnClosed
-	cfg.Node.OnConnClosed = func(info *transport.SessionInfo, cause error) {
-		connClosed(logger, mx, info, cause)
-		if onClosed != nil {
-			onClosed(info, cause)
-		}
-	}
-	node, err := cluster.New(cfg.Node)
-	if err != nil {
+	s := &Server{cfg: cfg.withDefaults(), served: make(chan error, 1)}
+	s.logger = s.cfg.Logger
+	if err := s.startNode(ctx); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
-	}
-	if err := node.Start(ctx); err != nil {
-		_ = ln.Close() // the start error is the one to report
+	w := s.sessionWiring()
+	if err := s.startWebTransport(ctx, w); err != nil {
+		s.abort()
 		return nil, err
 	}
-	if cfg.Guard.Logger == nil {
-		cfg.Guard.Logger = logger
-	}
-	s := &Server{cfg: cfg, logger: logger, node: node, guard: actors.NewGuard(cfg.Guard), ln: ln, served: make(chan error, 1)}
-	// What the node's sessions share: every adapter gets it, and the
-	// publish backpressure and the metrics read it.
-	state := node.NodeState()
-	mx = metrics.New(metrics.Config{Node: node, NodeState: state, Version: cluster.Version})
-	s.metrics = mx
-	counted := countAccept(logger, mx, node.Accept)
-	accept := s.guard.Wrap(counted)
-	s.ka = transport.NewKeepalive(cfg.Keepalive)
-	origins := transport.NewOriginPolicy(cfg.AllowedOrigins)
-	maxMessage := cfg.Node.MaxMessage
-	if maxMessage == 0 {
-		maxMessage = cluster.DefaultMaxMessage
-	}
-
-	if cfg.WTAddr != "" {
-		s.wt, err = webtransport.New(webtransport.Config{
-			Addr:            cfg.WTAddr,
-			Accept:          accept,
-			CheckOrigin:     origins.Allow,
-			TLSConfig:       cfg.WTTLS,
-			MaxMessage:      maxMessage,
-			MaxPendingBytes: cfg.MaxQueue,
-			WriteTimeout:    cfg.WriteTimeout,
-			Keepalive:       s.ka,
-			NodeState:       state,
-			Logger:          logger,
-		})
-		if err == nil {
-			err = s.wt.Start(ctx)
-		}
-		if err != nil {
-			s.abort()
-			return nil, fmt.Errorf("webtransport on %s: %w", cfg.WTAddr, err)
-		}
-	}
-
-	mux := http.NewServeMux()
-	s.ws = websocket.NewHandler(websocket.Config{
-		Accept:          accept,
-		CheckOrigin:     origins.Allow,
-		MaxMessage:      maxMessage,
-		MaxPendingBytes: cfg.MaxQueue,
-		WriteTimeout:    cfg.WriteTimeout,
-		Keepalive:       s.ka,
-		NodeState:       state,
-		Logger:          logger,
-	})
-	mux.Handle("GET /ws", s.ws)
-	api := httpapi.New(httpapi.Config{
-		Backend:         node,
-		Info:            s.Info,
-		APIKeys:         cfg.APIKeys,
-		AuthorizeClient: s.guard.AuthorizeHTTP,
-		PublishRate:     cfg.PublishRate,
-		PublishBurst:    cfg.PublishBurst,
-		Origins:         origins,
-		MaxMessage:      maxMessage,
-		MaxBacklog:      cfg.MaxBacklog,
-		NodeState:       state,
-		Logger:          logger,
-	})
-	api.Register(mux)
-	mux.Handle("GET /v1/sse", api.CORS(sse.NewHandler(sse.Config{
-		Accept:          accept,
-		Authorize:       s.guard.AuthorizeHTTP,
-		CheckOrigin:     origins.Allow,
-		MaxPendingBytes: cfg.MaxQueue,
-		WriteTimeout:    cfg.WriteTimeout,
-		NodeState:       state,
-		Logger:          logger,
-	})))
-	mux.Handle("GET /v1/poll", api.CORS(poll.NewHandler(poll.Config{
-		Accept:          accept,
-		Authorize:       s.guard.AuthorizeHTTP,
-		History:         node,
-		CheckOrigin:     origins.Allow,
-		MaxPendingBytes: cfg.MaxQueue,
-		Logger:          logger,
-	})))
-	web, err := fs.Sub(webFS, "web")
+	mux, err := s.routes(w)
 	if err != nil {
 		s.abort()
 		return nil, err
 	}
+	s.serveHTTP(mux)
+	s.startStats()
+	s.logSecurity()
+	s.logListening()
+	return s, nil
+}
+
+// withDefaults returns c with the defaults of Start applied: a logger shared
+// with the node and the guard, and the drain timeout.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.Guard.Logger == nil {
+		c.Guard.Logger = c.Logger
+	}
+	c.Node.Logger = c.Logger
+	return c
+}
+
+// startNode makes the cluster node, listens on the HTTP address and starts
+// the node. The node's OnConnClosed also counts and logs each closed
+// connection in s.metrics (made by sessionWiring, before any session).
+func (s *Server) startNode(ctx context.Context) error {
+	nodeCfg := s.cfg.Node
+	onClosed := nodeCfg.OnConnClosed
+	nodeCfg.OnConnClosed = func(info *transport.SessionInfo, cause error) {
+		connClosed(s.logger, s.metrics, info, cause)
+		if onClosed != nil {
+			onClosed(info, cause)
+		}
+	}
+	node, err := cluster.New(nodeCfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.HTTPAddr, err)
+	}
+	if err := node.Start(ctx); err != nil {
+		_ = ln.Close() // the start error is the one to report
+		return err
+	}
+	s.cfg.Node, s.node, s.ln = nodeCfg, node, ln
+	return nil
+}
+
+// wiring is what every adapter of the node is given.
+type wiring struct {
+	// accept counts, guards and starts a session's connection actor.
+	accept transport.AcceptFunc
+	// state is the node's transport state, shared by its sessions; the
+	// publish backpressure and the metrics read it.
+	state      *transport.NodeState
+	origins    *transport.OriginPolicy
+	maxMessage int
+}
+
+// sessionWiring makes the metrics, the guard and the keepalive of the
+// node's sessions, and the accept function that the adapters share.
+func (s *Server) sessionWiring() wiring {
+	state := s.node.NodeState()
+	s.metrics = metrics.New(metrics.Config{Node: s.node, NodeState: state, Version: cluster.Version})
+	s.guard = actors.NewGuard(s.cfg.Guard)
+	s.ka = transport.NewKeepalive(s.cfg.Keepalive)
+	return wiring{
+		accept:     s.guard.Wrap(countAccept(s.logger, s.metrics, s.node.Accept)),
+		state:      state,
+		origins:    transport.NewOriginPolicy(s.cfg.AllowedOrigins),
+		maxMessage: cmp.Or(s.cfg.Node.MaxMessage, wire.DefaultMaxMessage),
+	}
+}
+
+// startWebTransport starts the HTTP/3 server of WebTransport, if WTAddr is
+// set.
+func (s *Server) startWebTransport(ctx context.Context, w wiring) error {
+	if s.cfg.WTAddr == "" {
+		return nil
+	}
+	wt, err := webtransport.New(webtransport.Config{
+		Addr:            s.cfg.WTAddr,
+		Accept:          w.accept,
+		CheckOrigin:     w.origins.Allow,
+		TLSConfig:       s.cfg.WTTLS,
+		MaxMessage:      w.maxMessage,
+		MaxPendingBytes: s.cfg.MaxQueue,
+		WriteTimeout:    s.cfg.WriteTimeout,
+		Keepalive:       s.ka,
+		NodeState:       w.state,
+		Logger:          s.logger,
+	})
+	if err == nil {
+		s.wt = wt
+		err = wt.Start(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("webtransport on %s: %w", s.cfg.WTAddr, err)
+	}
+	return nil
+}
+
+// routes returns the mux of the HTTP port: WebSocket, the HTTP API, SSE,
+// polling, the web client, metrics and, when asked for, pprof.
+func (s *Server) routes(w wiring) (*http.ServeMux, error) {
+	mux := http.NewServeMux()
+	s.ws = websocket.NewHandler(websocket.Config{
+		Accept:          w.accept,
+		CheckOrigin:     w.origins.Allow,
+		MaxMessage:      w.maxMessage,
+		MaxPendingBytes: s.cfg.MaxQueue,
+		WriteTimeout:    s.cfg.WriteTimeout,
+		Keepalive:       s.ka,
+		NodeState:       w.state,
+		Logger:          s.logger,
+	})
+	mux.Handle("GET /ws", s.ws)
+	api := s.httpAPI(w)
+	api.Register(mux)
+	s.routeHTTPClients(mux, api, w)
+	web, err := fs.Sub(webFS, "web")
+	if err != nil {
+		return nil, err
+	}
 	mux.Handle("GET /", http.FileServerFS(web))
 	mux.Handle("GET /topicast.js", api.CORS(jsclient.Handler()))
-	mux.Handle("GET /metrics", mx.Handler())
-	if os.Getenv("TOPICAST_DEBUG_PPROF") != "" {
-		// Profiles for performance work: off unless asked for, since they
-		// expose internals on the public port.
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		// The execution trace shows what a CPU profile cannot: how long a
-		// goroutine waited to run, and the collector's pauses.
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-		logger.Warn("TOPICAST_DEBUG_PPROF is set: /debug/pprof/ is served on the HTTP port")
-	}
+	mux.Handle("GET /metrics", s.metrics.Handler())
+	s.routePprof(mux)
+	return mux, nil
+}
 
+// httpAPI returns the publish, history and info endpoints.
+func (s *Server) httpAPI(w wiring) *httpapi.API {
+	return httpapi.New(httpapi.Config{
+		Backend:         s.node,
+		Info:            s.Info,
+		APIKeys:         s.cfg.APIKeys,
+		AuthorizeClient: s.guard.Verifier().AuthorizeRequest,
+		PublishLimiter:  publishLimiter(s.cfg.PublishRate, s.cfg.PublishBurst),
+		Origins:         w.origins,
+		MaxMessage:      w.maxMessage,
+		MaxBacklog:      s.cfg.MaxBacklog,
+		NodeState:       w.state,
+		Logger:          s.logger,
+	})
+}
+
+// routeHTTPClients adds the clients that stay on HTTP/1.1 and HTTP/2: SSE
+// and polling, whose tokens the guard's verifier checks.
+func (s *Server) routeHTTPClients(mux *http.ServeMux, api *httpapi.API, w wiring) {
+	authorize := s.guard.Verifier().AuthorizeRequest
+	mux.Handle("GET /v1/sse", api.CORS(sse.NewHandler(sse.Config{
+		Accept:          w.accept,
+		Authorize:       authorize,
+		CheckOrigin:     w.origins.Allow,
+		MaxPendingBytes: s.cfg.MaxQueue,
+		WriteTimeout:    s.cfg.WriteTimeout,
+		NodeState:       w.state,
+		Logger:          s.logger,
+	})))
+	mux.Handle("GET /v1/poll", api.CORS(poll.NewHandler(poll.Config{
+		Accept:          w.accept,
+		Authorize:       authorize,
+		History:         s.node,
+		CheckOrigin:     w.origins.Allow,
+		MaxPendingBytes: s.cfg.MaxQueue,
+		Logger:          s.logger,
+	})))
+}
+
+// routePprof serves profiles when TOPICAST_DEBUG_PPROF is set: they are for
+// performance work and expose internals on the public port.
+func (s *Server) routePprof(mux *http.ServeMux) {
+	if os.Getenv("TOPICAST_DEBUG_PPROF") == "" {
+		return
+	}
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	// The execution trace shows what a CPU profile cannot: how long a
+	// goroutine waited to run, and the collector's pauses.
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	s.logger.Warn("TOPICAST_DEBUG_PPROF is set: /debug/pprof/ is served on the HTTP port")
+}
+
+// serveHTTP serves mux on the HTTP listener in a goroutine that Close
+// joins through s.served.
+func (s *Server) serveHTTP(mux *http.ServeMux) {
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 	}
-	go func() { s.served <- s.http.Serve(ln) }()
-	if cfg.StatsInterval >= 0 {
-		s.stats = startStats(node, mx, cmp.Or(cfg.StatsInterval, DefaultStatsInterval), logger)
-	}
+	go func() { s.served <- s.http.Serve(s.ln) }()
+}
 
+// startStats starts publishing the node's stats, unless StatsInterval is
+// negative.
+func (s *Server) startStats() {
+	if s.cfg.StatsInterval >= 0 {
+		s.stats = startStats(s.node, s.metrics, cmp.Or(s.cfg.StatsInterval, DefaultStatsInterval), s.logger)
+	}
+}
+
+// logSecurity tells the operator who may publish, subscribe and connect
+// from a browser.
+func (s *Server) logSecurity() {
+	cfg, logger := s.cfg, s.logger
 	if len(cfg.APIKeys) == 0 {
 		logger.Warn("no --api-key: anyone who reaches the HTTP port may publish")
 	}
@@ -261,7 +348,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		logger.Info("browsers are accepted from the server's own origin, localhost and the allowed origins",
 			slog.Any("allowed_origins", cfg.AllowedOrigins))
 	}
-	addr := ln.Addr().String()
+}
+
+// logListening logs the URLs the server answers on.
+func (s *Server) logListening() {
+	addr := s.ln.Addr().String()
 	attrs := []any{slog.String("http", "http://"+addr), slog.String("ws", "ws://"+addr+"/ws")}
 	if s.wt != nil {
 		attrs = append(attrs, slog.String("wt", s.wt.URL()))
@@ -269,8 +360,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			attrs = append(attrs, slog.String("cert_hash", h))
 		}
 	}
-	logger.Info("listening", append(attrs, slog.String("node", node.Name()))...)
-	return s, nil
+	s.logger.Info("listening", append(attrs, slog.String("node", s.node.Name()))...)
+}
+
+// publishLimiter returns the limiter of POST /v1/publish for rate and burst
+// (zero: the httpapi defaults), nil when rate is negative.
+func publishLimiter(rate float64, burst int) httpapi.PublishLimiter {
+	rate = cmp.Or(rate, httpapi.DefaultPublishRate)
+	burst = cmp.Or(burst, httpapi.DefaultPublishBurst)
+	if rate < 0 {
+		return nil // a nil *auth.Limiter in the interface would not be nil
+	}
+	return auth.NewLimiter(rate, burst)
 }
 
 // abort undoes a Start that failed half-way.

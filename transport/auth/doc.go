@@ -1,7 +1,7 @@
 // Package auth decides who may reach a topicast server and how much they may
-// ask of it: it verifies client tokens, matches topic patterns and meters
-// rates. It imports only the wire package and golang-jwt, so adapters and
-// actors can both use it.
+// ask of it: it verifies client tokens, matches topic patterns, meters
+// rates and counts sessions. It imports only the wire package and
+// golang-jwt, so adapters and actors can both use it.
 //
 // # Tokens
 //
@@ -13,6 +13,10 @@
 //	claims, err := v.Verify(token) // err is a *wire.Error, code unauthorized
 //	if claims.Subscribe.Allow("game.1") { ... }
 //
+// An HTTP client (SSE, polling, history) brings its token in the URL or the
+// Authorization header; v.AuthorizeRequest checks it against the topics it
+// asks for, and a nil *Verifier (no token required) allows everything.
+//
 // # Patterns
 //
 // A pattern is a topic name, which matches itself, or a prefix ending in
@@ -22,5 +26,6 @@
 // # Concurrency
 //
 // Verifier and Patterns are goroutine-safe. Bucket is not: it belongs to one
-// goroutine (a connection's reader). Limiter is goroutine-safe.
+// goroutine (a connection's reader). Limiter and ConnLimit (a node's count
+// of client sessions against its maximum) are goroutine-safe.
 package auth

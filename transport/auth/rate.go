@@ -60,6 +60,7 @@ func (b *Bucket) TakeN(now time.Time, n int) time.Duration {
 type Limiter struct {
 	rate  float64
 	burst int
+	now   func() time.Time // time.Now; tests set it
 
 	mu      sync.Mutex
 	buckets map[string]*Bucket
@@ -71,7 +72,15 @@ func NewLimiter(rate float64, burst int) *Limiter {
 	if rate <= 0 {
 		return nil
 	}
-	return &Limiter{rate: rate, burst: burst, buckets: make(map[string]*Bucket)}
+	return &Limiter{rate: rate, burst: burst, now: time.Now, buckets: make(map[string]*Bucket)}
+}
+
+// Rate returns the tokens per second of each bucket (0 for a nil limiter).
+func (l *Limiter) Rate() float64 {
+	if l == nil {
+		return 0
+	}
+	return l.rate
 }
 
 // Reserve takes n tokens from key's bucket (see Bucket.TakeN) and returns 0,
@@ -80,7 +89,7 @@ func (l *Limiter) Reserve(key string, n int) time.Duration {
 	if l == nil {
 		return 0
 	}
-	now := time.Now()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buckets[key]

@@ -56,7 +56,7 @@ func TestBacklogIsTheNodes(t *testing.T) {
 
 	publish := func(node *transport.NodeState) (int, time.Duration) {
 		mux := http.NewServeMux()
-		New(Config{Backend: answeringBackend{}, PublishRate: -1, MaxBacklog: 1024,
+		New(Config{Backend: answeringBackend{}, MaxBacklog: 1024,
 			BacklogWait: 200 * time.Millisecond, NodeState: node}).Register(mux)
 		rec := httptest.NewRecorder()
 		start := time.Now()

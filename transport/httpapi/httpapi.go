@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/auth"
 	"github.com/topicast/topicast/transport/wire"
 )
 
@@ -27,12 +26,12 @@ type Backend interface {
 
 // Defaults of Config.
 const (
-	DefaultMaxMessage   = 65536
 	DefaultMaxBody      = 16 << 20
 	DefaultHistoryLimit = 100
 	MaxHistoryLimit     = 1000
 	// DefaultPublishRate is the messages per second one API key may
-	// publish; DefaultPublishBurst how many at once.
+	// publish; DefaultPublishBurst how many at once. The server builds
+	// Config.PublishLimiter with them unless configured otherwise.
 	DefaultPublishRate  = 10000
 	DefaultPublishBurst = 10000
 )
@@ -45,15 +44,11 @@ type Config struct {
 	// APIKeys, if any, guard POST /v1/publish: a request needs
 	// "Authorization: Bearer <one of them>".
 	APIKeys []string
-	// PublishRate bounds publishing in messages per second per API key
-	// (one budget for all publishers when there are no keys): over it,
-	// POST /v1/publish answers 429 with Retry-After. Zero means
-	// DefaultPublishRate; negative means no limit.
-	PublishRate float64
-	// PublishBurst is how many messages a key may publish at once; a batch
-	// larger than what is left passes when the key is not in debt, and
-	// later ones wait for the debt. Zero means DefaultPublishBurst.
-	PublishBurst int
+	// PublishLimiter bounds publishing per API key (one budget, named "",
+	// for all publishers when there are no keys): when it asks a publish
+	// to wait, POST /v1/publish answers 429 with Retry-After. Nil means no
+	// limit.
+	PublishLimiter PublishLimiter
 	// AuthorizeClient, if set, checks the client token of GET /v1/history
 	// (?token= or Authorization: Bearer) for its topic; its *wire.Error
 	// is the answer (401 unauthorized, 403 forbidden).
@@ -61,7 +56,8 @@ type Config struct {
 	// Origins decides CORS answers; nil allows only requests without
 	// Origin and the server's own and localhost origins.
 	Origins *transport.OriginPolicy
-	// MaxMessage is the data limit in bytes. Zero means DefaultMaxMessage.
+	// MaxMessage is the data limit in bytes. Zero means
+	// wire.DefaultMaxMessage.
 	MaxMessage int
 	// MaxBody bounds a publish body in bytes. Zero means DefaultMaxBody.
 	MaxBody int64
@@ -81,16 +77,26 @@ type Config struct {
 	Logger      *slog.Logger
 }
 
+// PublishLimiter meters publishes per budget (an API key). It must be
+// goroutine-safe. transport/auth.Limiter is one.
+type PublishLimiter interface {
+	// Reserve takes n messages from budget's allowance and returns 0, or
+	// how long the publisher must wait before trying again.
+	Reserve(budget string, n int) time.Duration
+	// Rate is the allowance in messages per second, which the 429 answer
+	// states.
+	Rate() float64
+}
+
 // API serves the HTTP endpoints.
 type API struct {
-	cfg     Config
-	limiter *auth.Limiter // nil: no publish rate limit
+	cfg Config
 }
 
 // New returns the API with cfg's defaults applied.
 func New(cfg Config) *API {
 	if cfg.MaxMessage == 0 {
-		cfg.MaxMessage = DefaultMaxMessage
+		cfg.MaxMessage = wire.DefaultMaxMessage
 	}
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = max(DefaultMaxBody, int64(cfg.MaxMessage)*2)
@@ -110,13 +116,7 @@ func New(cfg Config) *API {
 	if cfg.NodeState == nil {
 		cfg.NodeState = new(transport.NodeState)
 	}
-	if cfg.PublishRate == 0 {
-		cfg.PublishRate = DefaultPublishRate
-	}
-	if cfg.PublishBurst == 0 {
-		cfg.PublishBurst = DefaultPublishBurst
-	}
-	return &API{cfg: cfg, limiter: auth.NewLimiter(cfg.PublishRate, cfg.PublishBurst)}
+	return &API{cfg: cfg}
 }
 
 // Register adds the endpoints to mux.
@@ -272,9 +272,8 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
-	if wait := a.limiter.Reserve(budget, len(items)); wait > 0 {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
-		WriteError(w, wire.Errorf(wire.CodeRateLimited, "over %g messages per second for this api key, retry later", a.cfg.PublishRate))
+	if err := a.reserve(w, budget, len(items)); err != nil {
+		WriteError(w, err)
 		return
 	}
 	results, err := a.cfg.Backend.Publish(r.Context(), items)
@@ -294,6 +293,21 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, out)
+}
+
+// reserve takes n messages from budget's allowance; over it, it sets
+// Retry-After and returns a rate_limited error.
+func (a *API) reserve(w http.ResponseWriter, budget string, n int) error {
+	if a.cfg.PublishLimiter == nil {
+		return nil
+	}
+	wait := a.cfg.PublishLimiter.Reserve(budget, n)
+	if wait <= 0 {
+		return nil
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
+	return wire.Errorf(wire.CodeRateLimited, "over %g messages per second for this api key, retry later",
+		a.cfg.PublishLimiter.Rate())
 }
 
 func (a *API) history(w http.ResponseWriter, r *http.Request) {

@@ -23,7 +23,6 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultMaxMessage   = 65536
 	DefaultWriteTimeout = 10 * time.Second
 	// closeTimeout bounds the write of a close frame.
 	closeTimeout = 2 * time.Second
@@ -40,7 +39,7 @@ type Config struct {
 	// allows every origin. Requests without Origin are always allowed.
 	CheckOrigin func(r *http.Request) bool
 	// MaxMessage is the data limit in bytes; a WebSocket message longer than
-	// it plus 4 KiB closes the session with 1009. Zero means DefaultMaxMessage.
+	// it plus 4 KiB closes the session with 1009. Zero means wire.DefaultMaxMessage.
 	MaxMessage int
 	// MaxPendingBytes bounds each session's outbound queue; zero means
 	// transport.DefaultMaxPendingBytes.
@@ -67,7 +66,7 @@ type Handler struct {
 // NewHandler returns a handler with cfg's defaults applied.
 func NewHandler(cfg Config) *Handler {
 	if cfg.MaxMessage == 0 {
-		cfg.MaxMessage = DefaultMaxMessage
+		cfg.MaxMessage = wire.DefaultMaxMessage
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout

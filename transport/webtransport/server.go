@@ -24,7 +24,6 @@ import (
 // Defaults of Config.
 const (
 	DefaultAddr          = "127.0.0.1:4433"
-	DefaultMaxMessage    = 65536
 	DefaultWriteTimeout  = 10 * time.Second
 	DefaultStreamTimeout = 10 * time.Second
 )
@@ -78,7 +77,7 @@ type Config struct {
 	// whose hash CertHash reports.
 	TLSConfig *tls.Config
 	// MaxMessage is the data limit in bytes; a line longer than it plus
-	// 4 KiB closes the session with 1009. Zero means DefaultMaxMessage.
+	// 4 KiB closes the session with 1009. Zero means wire.DefaultMaxMessage.
 	MaxMessage int
 	// MaxPendingBytes bounds each session's outbound queue, in bytes. Zero
 	// means transport.DefaultMaxPendingBytes.
@@ -105,7 +104,7 @@ func (cfg Config) withDefaults() Config {
 		cfg.Addr = DefaultAddr
 	}
 	if cfg.MaxMessage == 0 {
-		cfg.MaxMessage = DefaultMaxMessage
+		cfg.MaxMessage = wire.DefaultMaxMessage
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -17,8 +18,9 @@ import (
 
 var guardSecret = []byte("actors-test-secret-0123456789abcdef")
 
-// guardClock is a clock that tests set: tokens are signed in real time
-// and checked at real time plus the offset.
+// guardClock is a clock that tests set (GuardConfig.Now): tokens are
+// signed at time.Now and checked at time.Now plus the offset. In a synctest
+// bubble time.Now is the bubble's fake clock.
 type guardClock struct{ offset atomic.Int64 }
 
 func (c *guardClock) now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
@@ -67,59 +69,70 @@ func guardToken(t *testing.T, ttl time.Duration, subscribe ...string) string {
 	return tok
 }
 
+// TestGuardHello runs in a synctest bubble: the hello timer (time.AfterFunc
+// in the connection actor) fires on the bubble's fake clock, so waiting past
+// it takes no time.
 func TestGuardHello(t *testing.T) {
-	e := newGuardEnv(t)
-	_, accept := e.guarded(GuardConfig{TokenSecret: guardSecret, HelloTimeout: 100 * time.Millisecond})
+	synctest.Test(t, func(t *testing.T) {
+		e := newGuardEnv(t)
+		_, accept := e.guarded(GuardConfig{TokenSecret: guardSecret, HelloTimeout: 100 * time.Millisecond})
 
-	c := e.connectWith(accept, "")
-	require.Equal(t, wire.CloseProtocolError, c.sess.WaitClosed(t, 5*time.Second).Code, "no hello in time")
+		c := e.connectWith(accept, "")
+		require.Equal(t, wire.CloseProtocolError, c.sess.WaitClosed(t, 5*time.Second).Code, "no hello in time")
 
-	c = e.connectWith(accept, "")
-	c.send(`{"op":"ping"}`)
-	require.Equal(t, "pong", c.next(t, 1)[0].Op)
-	c.send(`{"op":"hello","id":1,"token":"` + guardToken(t, time.Hour, "t") + `"}`)
-	require.Equal(t, "ok", c.next(t, 1)[0].Op)
-	c.send(`{"op":"sub","id":2,"topic":"t"}`)
-	require.Equal(t, "ok", c.next(t, 1)[0].Op)
-	time.Sleep(200 * time.Millisecond) // past the hello timeout, which hello stopped
-	require.Nil(t, c.sess.Closed())
+		c = e.connectWith(accept, "")
+		c.send(`{"op":"ping"}`)
+		require.Equal(t, "pong", c.next(t, 1)[0].Op)
+		c.send(`{"op":"hello","id":1,"token":"` + guardToken(t, time.Hour, "t") + `"}`)
+		require.Equal(t, "ok", c.next(t, 1)[0].Op)
+		c.send(`{"op":"sub","id":2,"topic":"t"}`)
+		require.Equal(t, "ok", c.next(t, 1)[0].Op)
+		time.Sleep(200 * time.Millisecond) // fake time: past the hello timeout, which hello stopped
+		synctest.Wait()                    // the actor has handled whatever fired
+		require.Nil(t, c.sess.Closed())
 
-	c = e.connectWith(accept, "")
-	c.send(`{"op":"pub","id":1,"topic":"pub.x","data":1}`)
-	require.Equal(t, wire.CloseUnauthorized, c.sess.WaitClosed(t, 5*time.Second).Code, "pub before hello")
+		c = e.connectWith(accept, "")
+		c.send(`{"op":"pub","id":1,"topic":"pub.x","data":1}`)
+		require.Equal(t, wire.CloseUnauthorized, c.sess.WaitClosed(t, 5*time.Second).Code, "pub before hello")
 
-	c = e.connectWith(accept, "bad")
-	// Commands that come while it closes are dropped.
-	c.send(`{"op":"refresh","id":1,"token":"` + guardToken(t, time.Hour, "t") + `"}`)
-	c.send(`{"op":"sub","id":2,"topic":"t"}`)
-	require.Equal(t, wire.CloseUnauthorized, c.sess.WaitClosed(t, 5*time.Second).Code, "bad URL token")
-	require.Empty(t, c.sess.Frames())
+		c = e.connectWith(accept, "bad")
+		// Commands that come while it closes are dropped.
+		c.send(`{"op":"refresh","id":1,"token":"` + guardToken(t, time.Hour, "t") + `"}`)
+		c.send(`{"op":"sub","id":2,"topic":"t"}`)
+		require.Equal(t, wire.CloseUnauthorized, c.sess.WaitClosed(t, 5*time.Second).Code, "bad URL token")
+		require.Empty(t, c.sess.Frames())
+	})
 }
 
+// TestGuardTokenExpiry runs in a synctest bubble, like TestGuardHello: the
+// expiry timers fire on the fake clock.
 func TestGuardTokenExpiry(t *testing.T) {
-	e := newGuardEnv(t)
-	clock := &guardClock{}
-	_, accept := e.guarded(GuardConfig{TokenSecret: guardSecret, Now: clock.now})
-	// expiringSoon returns a token that the guard's clock sees expire in
-	// 100 ms (exp has a resolution of one second).
-	expiringSoon := func() string {
-		exp := time.Unix(time.Now().Unix()+60, 0)
-		tok, err := auth.Sign(guardSecret, auth.Claims{Subject: "a", Expires: exp})
-		require.NoError(t, err)
-		clock.offset.Store(int64(time.Until(exp) - 100*time.Millisecond))
-		return tok
-	}
-	c := e.connectWith(accept, expiringSoon())
-	d := c.sess.WaitClosed(t, 5*time.Second)
-	require.Equal(t, wire.CloseUnauthorized, d.Code)
-	require.Contains(t, d.Reason, "expired")
+	synctest.Test(t, func(t *testing.T) {
+		e := newGuardEnv(t)
+		clock := &guardClock{}
+		_, accept := e.guarded(GuardConfig{TokenSecret: guardSecret, Now: clock.now})
+		// expiringSoon returns a token that the guard's clock sees expire in
+		// 100 ms (exp has a resolution of one second).
+		expiringSoon := func() string {
+			exp := time.Unix(time.Now().Unix()+60, 0)
+			tok, err := auth.Sign(guardSecret, auth.Claims{Subject: "a", Expires: exp})
+			require.NoError(t, err)
+			clock.offset.Store(int64(time.Until(exp) - 100*time.Millisecond))
+			return tok
+		}
+		c := e.connectWith(accept, expiringSoon())
+		d := c.sess.WaitClosed(t, 5*time.Second)
+		require.Equal(t, wire.CloseUnauthorized, d.Code)
+		require.Contains(t, d.Reason, "expired")
 
-	// A refresh re-arms the timer: the old one is ignored.
-	c = e.connectWith(accept, expiringSoon())
-	c.send(`{"op":"refresh","id":1,"token":"` + guardToken(t, time.Hour) + `"}`)
-	require.Equal(t, "ok", c.next(t, 1)[0].Op)
-	time.Sleep(300 * time.Millisecond) // past the first token's expiry
-	require.Nil(t, c.sess.Closed())
+		// A refresh re-arms the timer: the old one is ignored.
+		c = e.connectWith(accept, expiringSoon())
+		c.send(`{"op":"refresh","id":1,"token":"` + guardToken(t, time.Hour) + `"}`)
+		require.Equal(t, "ok", c.next(t, 1)[0].Op)
+		time.Sleep(300 * time.Millisecond) // fake time: past the first token's expiry
+		synctest.Wait()                    // the actor has handled whatever fired
+		require.Nil(t, c.sess.Closed())
+	})
 }
 
 func TestGuardRefreshNarrower(t *testing.T) {

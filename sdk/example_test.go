@@ -1,8 +1,10 @@
 package sdk_test
 
-// The examples run against the in-process server that TestMain starts:
-// wsURL is its WebSocket endpoint (like "ws://127.0.0.1:8080/ws"), httpURL
-// its HTTP address (like "http://127.0.0.1:8080") and apiKey its API key.
+// The examples run against the in-memory broker that TestMain starts
+// (broker_test.go): wsURL is its WebSocket endpoint (like
+// "ws://127.0.0.1:8080/ws"), httpURL its HTTP address (like
+// "http://127.0.0.1:8080") and apiKey its API key. test/sdk runs the same
+// examples against a real server: keep the two copies alike.
 
 import (
 	"context"

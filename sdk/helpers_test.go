@@ -3,8 +3,6 @@ package sdk_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,18 +11,6 @@ import (
 
 	"github.com/topicast/topicast/sdk"
 )
-
-// topicFor returns a topic name no other test uses.
-func topicFor(t testing.TB) string {
-	name := strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
-			return r
-		}
-		return '.'
-	}, t.Name())
-	return fmt.Sprintf("test.%s.%d", name, rand.Uint32())
-}
 
 // recorder collects what a client hands to the application.
 type recorder struct {
@@ -125,23 +111,4 @@ func dial(t testing.TB, url string, cfg sdk.Config) *sdk.Client {
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
 	return c
-}
-
-// newPublisher returns a publisher to the shared server, closed at the
-// test's end.
-func newPublisher(t testing.TB, cfg sdk.PublisherConfig) *sdk.Publisher {
-	t.Helper()
-	if cfg.APIKey == "" {
-		cfg.APIKey = apiKey
-	}
-	p, err := sdk.NewPublisher(srv.URL, cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, p.Close()) })
-	return p
-}
-
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }

@@ -169,10 +169,15 @@ func TestLimiter(t *testing.T) {
 	var nl *Limiter
 	require.Zero(t, nl.Reserve("k", 1000))
 	l := NewLimiter(1, 2)
+	now := time.Unix(1000, 0)
+	l.now = func() time.Time { return now }
 	require.Zero(t, l.Reserve("a", 1))
 	require.Zero(t, l.Reserve("a", 1))
-	wait := l.Reserve("a", 1)
-	require.Greater(t, wait, 500*time.Millisecond)
-	require.LessOrEqual(t, wait, time.Second)
+	require.Equal(t, time.Second, l.Reserve("a", 1), "empty: one token a second")
 	require.Zero(t, l.Reserve("b", 1), "keys have their own buckets")
+	now = now.Add(999 * time.Millisecond)
+	require.Equal(t, time.Millisecond, l.Reserve("a", 1))
+	now = now.Add(time.Millisecond)
+	require.Zero(t, l.Reserve("a", 1), "a second later the token is there")
+	require.Equal(t, time.Second, l.Reserve("a", 1))
 }

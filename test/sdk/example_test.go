@@ -1,0 +1,162 @@
+package sdktest
+
+// These are sdk/example_test.go's examples, run against the real server
+// that TestMain starts (there they run against an in-memory broker, for
+// the package documentation): keep the two copies alike. wsURL is the
+// server's WebSocket endpoint, httpURL its HTTP address and apiKey its API
+// key.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/topicast/topicast/sdk"
+	"github.com/topicast/topicast/transport/wire"
+)
+
+// A service publishes with a Publisher; an application subscribes with a
+// Client.
+func Example() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	c, err := sdk.Dial(ctx, wsURL, sdk.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	got := make(chan sdk.Message, 16)
+	if _, err := c.Subscribe(ctx, "example.scores", func(m sdk.Message) { got <- m }); err != nil {
+		log.Fatal(err)
+	}
+
+	p, err := sdk.NewPublisher(httpURL, sdk.PublisherConfig{APIKey: apiKey})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	for goals := 1; goals <= 3; goals++ {
+		if _, err := p.Publish(ctx, "example.scores", map[string]int{"goals": goals}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	for range 3 {
+		m := <-got
+		fmt.Println(m.Topic, string(m.Data))
+	}
+	// Output:
+	// example.scores {"goals":1}
+	// example.scores {"goals":2}
+	// example.scores {"goals":3}
+}
+
+// Resume where the application stopped: keep the (epoch, seq) of the last
+// message handled, and subscribe with Since. OnEvent says when the server
+// could not recover (EventReset).
+func ExampleSince() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := sdk.NewPublisher(httpURL, sdk.PublisherConfig{APIKey: apiKey})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	var handled wire.PublishResult // as if the application had stored it
+	for i, move := range []string{"e4", "e5", "Nf3"} {
+		res, err := p.Publish(ctx, "example.game", move)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if i == 0 {
+			handled = res
+		}
+	}
+
+	c, err := sdk.Dial(ctx, wsURL, sdk.Config{
+		OnEvent: func(e sdk.Event) {
+			if e.Kind == sdk.EventReset {
+				fmt.Println("lost continuity:", e)
+			}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	got := make(chan sdk.Message, 16)
+	_, err = c.Subscribe(ctx, "example.game", func(m sdk.Message) { got <- m },
+		sdk.Since(handled.Epoch, handled.Seq))
+	if err != nil {
+		log.Fatal(err)
+	}
+	for range 2 {
+		fmt.Println(string((<-got).Data))
+	}
+	// Output:
+	// "e5"
+	// "Nf3"
+}
+
+// A client may publish too, when its token allows it. Errors from the
+// server are *wire.Error.
+func ExampleClient_Publish() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := sdk.Dial(ctx, wsURL, sdk.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	res, err := c.Publish(ctx, "example.chat", map[string]string{"text": "hi"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("published to", res.Topic, "in epoch", len(res.Epoch) > 0)
+
+	_, err = c.Publish(ctx, "sys:status", "no")
+	var e *wire.Error
+	if errors.As(err, &e) {
+		fmt.Println("refused:", e.Code)
+	}
+	// Output:
+	// published to example.chat in epoch true
+	// refused: forbidden
+}
+
+// Batching gathers concurrent Publish calls into one request; each call
+// still gets its own result.
+func ExampleNewPublisher() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := sdk.NewPublisher(httpURL, sdk.PublisherConfig{
+		APIKey:     apiKey,
+		BatchSize:  100,
+		BatchDelay: 5 * time.Millisecond,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+
+	results := make(chan uint64, 3)
+	for i := range 3 {
+		go func() {
+			res, err := p.Publish(ctx, "example.batch", i)
+			if err != nil {
+				log.Fatal(err)
+			}
+			results <- res.Seq
+		}()
+	}
+	seqs := map[uint64]bool{}
+	for range 3 {
+		seqs[<-results] = true
+	}
+	fmt.Println("distinct seqs:", len(seqs))
+	// Output:
+	// distinct seqs: 3
+}

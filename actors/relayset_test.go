@@ -37,5 +37,5 @@ func TestRelayCrowdLeavesAtOnce(t *testing.T) {
 	e.publish("t", data(1))
 	require.Equal(t, uint64(1), stay.next(t, 1)[0].Seq)
 	t.Logf("the relay handled %d unsubscribes in %v", leaving, took)
-	require.Less(t, took, 250*time.Millisecond)
+	require.Less(t, took, time.Second) // the slice scan took 3.1 s here; a loaded -race run takes about 0.3 s
 }

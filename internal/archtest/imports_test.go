@@ -1,0 +1,142 @@
+package archtest
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/topicast/topicast/"
+
+// allowed lists, for each package of the module (by its directory), the
+// packages of the module its production code may import: the one-way graph
+// of README.md ("cmd → internal/server → cluster → actors → transport →
+// transport/wire; adapters import transport and wire only; sdk imports wire
+// only"). A package missing from the table fails the test, so a new package
+// takes a place in the graph on purpose.
+var allowed = map[string][]string{
+	"transport/wire":         {},
+	"transport":              {"transport/wire"},
+	"transport/auth":         {"transport/wire"},
+	"transport/websocket":    {"transport", "transport/wire"},
+	"transport/webtransport": {"transport", "transport/wire"},
+	"transport/sse":          {"transport", "transport/wire"},
+	"transport/poll":         {"transport", "transport/wire"},
+	"transport/httpapi":      {"transport", "transport/wire"},
+	"actors/actorpb":         {},
+	"actors":                 {"actors/actorpb", "transport", "transport/auth", "transport/wire"},
+	"cluster/redisstore":     {"actors", "actors/actorpb", "transport/wire"},
+	"cluster":                {"actors", "actors/actorpb", "cluster/redisstore", "transport", "transport/wire"},
+	"internal/metrics":       {"transport", "transport/wire"},
+	"internal/loadbench":     {"transport/wire"},
+	"internal/testutil":      {"transport", "transport/wire"},
+	"internal/archtest":      {},
+	"internal/server": {"actors", "cluster", "internal/metrics", "sdk/js", "transport", "transport/auth",
+		"transport/httpapi", "transport/poll", "transport/sse", "transport/websocket",
+		"transport/webtransport", "transport/wire"},
+	"sdk":    {"transport/wire"},
+	"sdk/js": {},
+	// The binary and the end-to-end tests sit on top and may import anything.
+	"cmd/topicast": nil,
+}
+
+// top marks the packages that may import anything of the module.
+func top(dir string) bool {
+	return dir == "cmd/topicast" || dir == "test" || strings.HasPrefix(dir, "test/")
+}
+
+// TestImportsPointOneWay parses every Go file of the module (imports only)
+// and checks each import of the module's own packages against allowed.
+// Tests of a package are held to the same rule, except that they may use
+// internal/testutil: a test that needs a whole server belongs in test/.
+func TestImportsPointOneWay(t *testing.T) {
+	root := repoRoot(t)
+	fset := token.NewFileSet()
+	seen := map[string]bool{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			name := d.Name()
+			if p != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "node_modules") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, ".go") {
+			return nil
+		}
+		rel, err := filepath.Rel(root, filepath.Dir(p))
+		if err != nil {
+			return err
+		}
+		dir := filepath.ToSlash(rel)
+		seen[dir] = true
+		if top(dir) {
+			return nil
+		}
+		may, known := allowed[dir]
+		if !known {
+			t.Errorf("%s: package not in the import table of internal/archtest; give it its place in the graph", dir)
+			return nil
+		}
+		f, err := parser.ParseFile(fset, p, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		isTest := strings.HasSuffix(p, "_test.go")
+		for _, imp := range f.Imports {
+			ip, err := strconv.Unquote(imp.Path.Value)
+			if err != nil {
+				return err
+			}
+			if !strings.HasPrefix(ip, module) {
+				continue
+			}
+			target := strings.TrimPrefix(ip, module)
+			switch {
+			case target == dir, slices.Contains(may, target):
+			case isTest && target == "internal/testutil" && !strings.HasPrefix(dir, "sdk"):
+			default:
+				t.Errorf("%s imports %s, against the one-way graph (allowed: %v)",
+					path.Join(dir, filepath.Base(p)), target, may)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir := range allowed {
+		if !seen[dir] {
+			t.Errorf("%s: in the import table but not in the tree; remove it", dir)
+		}
+	}
+}
+
+// repoRoot finds the directory of go.mod above this package.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test's directory")
+		}
+		dir = parent
+	}
+}

@@ -4,7 +4,8 @@ package sdk_test
 // (broker_test.go): wsURL is its WebSocket endpoint (like
 // "ws://127.0.0.1:8080/ws"), httpURL its HTTP address (like
 // "http://127.0.0.1:8080") and apiKey its API key. test/sdk runs the same
-// examples against a real server: keep the two copies alike.
+// flows (dial, subscribe with recovery, publish, batches) against a real
+// server.
 
 import (
 	"context"

@@ -37,8 +37,8 @@ func TestNodesInOneProcessShareNothing(t *testing.T) {
 		// protoactor's remote.Start sets grpc's process-wide logger
 		// (grpclog.SetLoggerV2) while the first node's gRPC server may read
 		// it: two live nodes in one process are a data race of the library
-		// under -race. TestNodeCountsOnlyItsOwn covers the same ground
-		// with one node.
+		// under -race. scripts/test.sh runs this test in a separate step
+		// without -race; TestNodeCountsOnlyItsOwn covers one node here.
 		t.Skip("two protoactor remotes in one process race on grpclog's logger under -race")
 	}
 	const maxBacklog = 256 << 10

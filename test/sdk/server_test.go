@@ -29,9 +29,6 @@ const apiKey = "test-key"
 // and closing it two (protoactor sleeps). Tests use topics of their own.
 var srv *testServer
 
-// wsURL and httpURL are the shared server's endpoints; the examples use them.
-var wsURL, httpURL string
-
 func TestMain(m *testing.M) {
 	var err error
 	srv, err = startServer(serverOptions{
@@ -44,7 +41,6 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "start the test server:", err)
 		os.Exit(1)
 	}
-	wsURL, httpURL = srv.WSURL, srv.URL
 	code := m.Run()
 	if err := srv.close(); err != nil {
 		fmt.Fprintln(os.Stderr, "close the test server:", err)

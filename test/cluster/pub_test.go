@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,17 @@ import (
 // (and, with Redis, go on elsewhere), then because it joins again. (On
 // 260bbd7 the connection actor asked once: a pub sent to the dead node
 // waited 5 s and was answered "did not answer, try again".)
+//
+// The one exception is a pub that was in flight to n3 when it was killed:
+// n3 may have stored it before it died, and a client pub has no key to make
+// a second attempt safe, so the honest answer is "unavailable: may have
+// been published" (PROTOCOL.md's rule for a publish without a key). Such
+// answers are allowed for pubs sent before the kill and a short moment
+// after it (a request already on its way to n3's socket), never later.
 func TestClientPublishDuringMove(t *testing.T) {
+	// A request written to n3's connection just before the kill is lost
+	// with it, and nothing can tell that from one n3 handled.
+	const inFlightGrace = 250 * time.Millisecond
 	testutil.SkipIfShort(t)
 	c := newCluster(t, clusterOpts{nodes: 3, static: true, redis: startRedis(t),
 		extra: []string{"--command-rate", "0"}})
@@ -32,6 +43,8 @@ func TestClientPublishDuringMove(t *testing.T) {
 	const pubs = 6000
 	var mu sync.Mutex
 	answered := make(map[uint64]string)
+	sentAt := make([]time.Time, pubs+1)
+	var killedAt time.Time
 	go ws.Read(func(f []byte) {
 		var fr struct {
 			Op string `json:"op"`
@@ -51,6 +64,9 @@ func TestClientPublishDuringMove(t *testing.T) {
 	go func() {
 		defer close(joined)
 		time.Sleep(time.Second)
+		mu.Lock()
+		killedAt = time.Now()
+		mu.Unlock()
 		c.kill(c.nodes[2]) // a third of the topics move away
 		time.Sleep(2 * time.Second)
 		c.start(c.nodes[2]) // and back
@@ -58,6 +74,9 @@ func TestClientPublishDuringMove(t *testing.T) {
 	// Pipelined, about 1,000 a second, through the join.
 	for id := 1; id <= pubs; id++ {
 		topic := restartTopic(id % restartTopics)
+		mu.Lock()
+		sentAt[id] = time.Now()
+		mu.Unlock()
 		if err := ws.Send(fmt.Sprintf(`{"op":"pub","id":%d,"topic":%q,"data":{"n":%d}}`, id, topic, id)); err != nil {
 			t.Fatal(err)
 		}
@@ -71,23 +90,24 @@ func TestClientPublishDuringMove(t *testing.T) {
 		mu.Lock()
 		n := len(answered)
 		var bad []string
-		for _, e := range answered {
-			if e != "" && len(bad) < 5 {
-				bad = append(bad, e)
+		inFlight := 0
+		for id, e := range answered {
+			if e == "" {
+				continue
 			}
-		}
-		failed := 0
-		for _, e := range answered {
-			if e != "" {
-				failed++
+			if strings.Contains(e, "may have been published") && !killedAt.IsZero() &&
+				sentAt[id].Before(killedAt.Add(inFlightGrace)) {
+				inFlight++
+				continue
 			}
+			bad = append(bad, e)
 		}
 		mu.Unlock()
-		if failed > 0 {
-			t.Fatalf("%d of %d pubs failed: %v", failed, n, bad)
+		if len(bad) > 0 {
+			t.Fatalf("%d of %d pubs failed: %v", len(bad), n, bad[:min(len(bad), 5)])
 		}
 		if n == pubs {
-			t.Logf("%d pubs answered ok while n3 died and came back", n)
+			t.Logf("%d pubs answered while n3 died and came back: %d in flight at the kill answered \"may have been published\", the rest ok", n, inFlight)
 			return
 		}
 		if time.Now().After(deadline) {

@@ -261,10 +261,6 @@ func newStore(cfg Config) (closableStore, error) {
 	if cfg.Redis == "" {
 		return nil, nil
 	}
-	size := cfg.Topic.HistorySize
-	if size == 0 {
-		size = actors.DefaultHistorySize
-	}
 	ttl := cfg.Topic.HistoryTTL
 	if ttl == 0 {
 		ttl = actors.DefaultHistoryTTL
@@ -273,9 +269,14 @@ func newStore(cfg Config) (closableStore, error) {
 	if keyTTL == 0 {
 		keyTTL = actors.DefaultKeyTTL
 	}
-	s, err := redisstore.New(redisstore.Config{URL: cfg.Redis, HistorySize: size, HistoryTTL: ttl, KeyTTL: keyTTL})
+	s, err := redisstore.New(redisstore.Config{URL: cfg.Redis, HistorySize: cfg.Topic.HistorySize, HistoryTTL: ttl, KeyTTL: keyTTL})
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
+	}
+	// A node restarted during a Redis outage comes up anyway: its topics
+	// answer "unavailable" until Redis is back, as a running node's do.
+	if err := s.Ping(context.Background()); err != nil {
+		cfg.Logger.Warn("redis does not answer: topics answer unavailable until it does", slog.Any("err", err))
 	}
 	return s, nil
 }

@@ -41,7 +41,7 @@ const (
 	// DefaultMetaTTL is how long a topic's epoch and head outlive its last
 	// activation: a topic idle for longer starts a new epoch.
 	DefaultMetaTTL = 24 * time.Hour
-	// DefaultDialTimeout bounds New's first contact with Redis.
+	// DefaultDialTimeout bounds Ping's wait for Redis.
 	DefaultDialTimeout = 5 * time.Second
 )
 
@@ -72,7 +72,11 @@ type Store struct {
 
 var _ actors.HistoryStore = (*Store)(nil)
 
-// New connects to Redis (checking it answers within DefaultDialTimeout).
+// New returns a Store on the Redis at cfg.URL. It does not wait for Redis:
+// a node that starts while Redis is down (restarted by its supervisor
+// during a Redis outage) must come up and answer "unavailable" for its
+// topics until Redis is back, as a running node does, rather than exit.
+// Ping tells whether Redis answers now. Only a bad URL or Config fails New.
 func New(cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if cfg.HistoryTTL <= 0 || cfg.KeyTTL <= 0 {
@@ -82,14 +86,17 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
-	rdb := redis.NewClient(opts)
-	ctx, cancel := context.WithTimeout(context.Background(), DefaultDialTimeout)
+	return &Store{cfg: cfg, rdb: redis.NewClient(opts)}, nil
+}
+
+// Ping reports whether Redis answers within DefaultDialTimeout (or ctx).
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, DefaultDialTimeout)
 	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		_ = rdb.Close() // the ping error is the one to report
-		return nil, fmt.Errorf("redisstore: %s does not answer: %w", opts.Addr, err)
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redisstore: %s does not answer: %w", s.rdb.Options().Addr, err)
 	}
-	return &Store{cfg: cfg, rdb: rdb}, nil
+	return nil
 }
 
 // withDefaults returns cfg with its zero values replaced by the defaults.

@@ -204,8 +204,17 @@ func TestStore(t *testing.T) {
 		require.Empty(t, st.Messages)
 	})
 
-	t.Run("unreachable redis fails New", func(t *testing.T) {
-		_, err := New(Config{URL: "redis://127.0.0.1:1/0", HistoryTTL: time.Minute, KeyTTL: time.Minute})
+	t.Run("unreachable redis: New succeeds, Ping and Open fail", func(t *testing.T) {
+		s, err := New(Config{URL: "redis://127.0.0.1:1/0", HistoryTTL: time.Minute, KeyTTL: time.Minute})
+		require.NoError(t, err)
+		defer s.Close()
+		require.ErrorContains(t, s.Ping(ctx), "127.0.0.1:1 does not answer")
+		_, err = s.Open(ctx, "down", "e", 0, 0)
+		require.Error(t, err)
+	})
+
+	t.Run("bad URL fails New", func(t *testing.T) {
+		_, err := New(Config{URL: "http://127.0.0.1:1", HistoryTTL: time.Minute, KeyTTL: time.Minute})
 		require.Error(t, err)
 	})
 }

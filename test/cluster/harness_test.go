@@ -119,6 +119,18 @@ func (l *logSink) add(line string) {
 	}
 }
 
+// contains reports whether a line holds s.
+func (l *logSink) contains(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			return true
+		}
+	}
+	return false
+}
+
 func (l *logSink) dump(t *testing.T, name string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -159,16 +171,39 @@ func stopProcess(cmd *exec.Cmd) {
 }
 
 // startRedis runs a throwaway redis-server and returns its URL.
-func startRedis(t *testing.T) string {
+func startRedis(t *testing.T) string { return startRedisServer(t).url() }
+
+// redisServer is a redis-server that a test may stop and start again on
+// the same port.
+type redisServer struct {
+	t    *testing.T
+	port int
+	dir  string
+	cmd  *exec.Cmd
+	log  *logSink
+}
+
+func startRedisServer(t *testing.T) *redisServer {
 	t.Helper()
-	bin := need(t, "redis-server")
-	port := freePort(t, false)
-	log := &logSink{}
-	cmd := startProcess(t, log, bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	t.Cleanup(func() { stopProcess(cmd) })
-	waitTCP(t, fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
-	return fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	r := &redisServer{t: t, port: freePort(t, false), dir: t.TempDir(), log: &logSink{}}
+	r.start()
+	t.Cleanup(func() { stopProcess(r.cmd) })
+	return r
+}
+
+func (r *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
+
+func (r *redisServer) start() {
+	r.t.Helper()
+	r.cmd = startProcess(r.t, r.log, need(r.t, "redis-server"), "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir)
+	waitTCP(r.t, fmt.Sprintf("127.0.0.1:%d", r.port), 10*time.Second)
+}
+
+// stop kills redis-server (with it goes everything it held: no AOF here).
+func (r *redisServer) stop() {
+	stopProcess(r.cmd)
+	r.cmd = nil
 }
 
 // startEtcd runs a throwaway one-member etcd and returns its client URL.

@@ -1,8 +1,6 @@
 package actors
 
 import (
-	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -72,158 +70,6 @@ type topicResolved struct {
 	gen uint64
 	pid *actor.PID
 	err error
-}
-
-// Relays is a node's registry of relay actors, one per topic with local
-// subscribers. It is goroutine-safe.
-//
-// A relay stops when its last subscriber leaves. To never lose a message sent
-// to a relay that is stopping, every message goes through Send, which counts
-// it; a relay stops only when it has handled every message counted for it
-// (see tryRemove).
-type Relays struct {
-	system *actor.ActorSystem
-	props  *actor.Props
-	// prefix starts every relay's actor id. It is random per registry, so a
-	// node restarted at the same address never reuses the id of a relay of
-	// its former process, to which a topic may still deliver.
-	prefix string
-
-	mu sync.Mutex
-	m  map[string]*relayEntry
-}
-
-type relayEntry struct {
-	pid  *actor.PID
-	sent uint64
-}
-
-// RelayConfig configures relay actors.
-type RelayConfig struct {
-	// JoinTimeout is how long a relay waits for a topic to answer a join
-	// before it retries. Zero means DefaultJoinTimeout.
-	JoinTimeout time.Duration
-	// Metrics are the node's counters (transport.NodeState's), where relays
-	// count the subscriptions of their topic. Nil means counters of their
-	// own, which no one reads.
-	Metrics *transport.NodeMetrics
-	Logger  *slog.Logger
-}
-
-// NewRelays returns an empty registry whose relays reach topics through router.
-func NewRelays(system *actor.ActorSystem, router TopicRouter, cfg RelayConfig) *Relays {
-	if cfg.JoinTimeout == 0 {
-		cfg.JoinTimeout = DefaultJoinTimeout
-	}
-	if cfg.Metrics == nil {
-		cfg.Metrics = new(transport.NodeMetrics)
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	r := &Relays{system: system, m: make(map[string]*relayEntry), prefix: "relay-" + NewEpoch()}
-	cr, _ := router.(ClusterRouter)
-	r.props = actor.PropsFromProducer(func() actor.Actor {
-		return &relayActor{relays: r, router: router, cluster: cr, cfg: cfg}
-	})
-	return r
-}
-
-// Len returns the number of live relays.
-func (r *Relays) Len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.m)
-}
-
-// relayFlush asks a relay to answer once it has handled what came before.
-type relayFlush struct{}
-
-// Flush waits until every relay has handed on the deliveries that reached it
-// before the call, or until timeout. A draining node calls it after the last
-// publish was answered and before it closes the sessions, so no message that
-// a publisher was told about is lost to the close.
-func (r *Relays) Flush(timeout time.Duration) {
-	r.mu.Lock()
-	futures := make([]*actor.Future, 0, len(r.m))
-	for _, e := range r.m {
-		futures = append(futures, r.system.Root.RequestFuture(e.pid, &relayFlush{}, timeout))
-	}
-	r.mu.Unlock()
-	for _, f := range futures {
-		_, _ = f.Result() // a relay that stopped meanwhile has nothing left to hand on
-	}
-}
-
-// send delivers msg to the relay of topic, starting one if needed.
-func (r *Relays) send(topic string, msg any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.m[topic]
-	if e == nil {
-		e = &relayEntry{pid: r.system.Root.SpawnPrefix(r.props, r.prefix)}
-		r.m[topic] = e
-		// The first message names the topic.
-		r.system.Root.Send(e.pid, &relayInit{topic: topic})
-	}
-	e.sent++
-	r.system.Root.Send(e.pid, msg)
-}
-
-// relayCheckTick asks a relay to check its registration if it heard nothing
-// from its topic since the previous tick.
-type relayCheckTick struct{}
-
-// StartChecks makes every relay that has subscribers, and heard nothing from
-// its topic for an interval, ask the topic whether it still delivers to it
-// and what its head is (a JoinRequest with check set, answered only when
-// something is wrong). It bounds how long a relay can miss messages without
-// knowing: a registration lost with a broken connection, or the last
-// deliveries before a quiet spell lost with it. The returned function stops
-// the checks and waits for the goroutine that drives them.
-func (r *Relays) StartChecks(interval time.Duration) (stop func()) {
-	done := make(chan struct{})
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				r.Broadcast(&relayCheckTick{})
-			}
-		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() { close(done) })
-		<-exited
-	}
-}
-
-// Broadcast sends msg to every live relay (TopologyChanged, for one).
-func (r *Relays) Broadcast(msg any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range r.m {
-		r.system.Root.Send(e.pid, msg)
-	}
-}
-
-// tryRemove unregisters the relay if it has handled every message sent to
-// it, in which case it may stop.
-func (r *Relays) tryRemove(topic string, pid *actor.PID, handled uint64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.m[topic]
-	if e == nil || !e.pid.Equal(pid) || e.sent != handled {
-		return false
-	}
-	delete(r.m, topic)
-	return true
 }
 
 type relayInit struct{ topic string }
@@ -300,10 +146,9 @@ type pendingJoin struct {
 // tells every subscriber with a reset frame. Never a silent gap, never a
 // duplicate.
 type relayActor struct {
-	relays  *Relays
-	router  TopicRouter
-	cluster ClusterRouter // router, when it is one
-	cfg     RelayConfig
+	relays *Relays
+	router TopicRouter
+	cfg    RelayConfig
 
 	topic   string
 	handled uint64 // messages counted by Relays.send that this relay handled
@@ -441,21 +286,13 @@ func (a *relayActor) targetPID(c actor.Context) *actor.PID {
 	if a.target != nil {
 		return a.target
 	}
-	if a.cluster == nil {
-		pid, err := a.router.TopicPID(a.topic) // local: does not block
-		if err != nil {
-			return nil
-		}
-		a.target = pid
-		return pid
-	}
-	if pid, ok := a.cluster.CachedTopicPID(a.topic); ok {
+	if pid, ok := a.router.CachedTopicPID(a.topic); ok {
 		a.target = pid
 		return pid
 	}
 	if !a.resolving {
 		a.resolving = true
-		gen, topic, router := a.gen, a.topic, a.cluster
+		gen, topic, router := a.gen, a.topic, a.router
 		self, root := c.Self(), c.ActorSystem().Root
 		// The lookup may wait for a member to answer: never on the relay's
 		// goroutine. It ends within the cluster's request timeout.
@@ -487,8 +324,8 @@ func (a *relayActor) onResolved(c actor.Context, msg *topicResolved) {
 // moved drops the join target (old, if known, is forgotten by the lookup),
 // and sends every join again; with subscribers, the relay rejoins.
 func (a *relayActor) moved(c actor.Context, old *actor.PID) {
-	if old != nil && a.cluster != nil {
-		a.cluster.ForgetTopicPID(a.topic, old)
+	if old != nil {
+		a.router.ForgetTopicPID(a.topic, old)
 	}
 	a.target = nil
 	a.resolving = false
@@ -543,10 +380,7 @@ func (a *relayActor) onDropped(c actor.Context, msg *actorpb.RelayDropped) {
 }
 
 func (a *relayActor) onTopologyChanged(c actor.Context) {
-	if a.cluster == nil {
-		return
-	}
-	owner := a.cluster.TopicOwner(a.topic)
+	owner := a.router.TopicOwner(a.topic)
 	cur := a.registered
 	if cur == nil {
 		cur = a.target
@@ -589,14 +423,12 @@ func (a *relayActor) onJoinRetry(c actor.Context, msg *joinRetry) {
 // forgetTarget makes the next join look the topic up again: the target did
 // not answer in time.
 func (a *relayActor) forgetTarget() {
-	if a.target != nil && a.cluster != nil {
-		a.cluster.ForgetTopicPID(a.topic, a.target)
+	if a.target != nil {
+		a.router.ForgetTopicPID(a.topic, a.target)
 	}
-	if a.cluster != nil {
-		a.target = nil
-		a.resolving = false
-		a.gen++
-	}
+	a.target = nil
+	a.resolving = false
+	a.gen++
 }
 
 // register records the activation that answered a join: the relay watches
@@ -632,8 +464,8 @@ func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
 				a.moved(c, msg.Topic)
 				return
 			}
-			if msg.Topic != nil && a.cluster != nil {
-				a.cluster.ForgetTopicPID(a.topic, msg.Topic)
+			if msg.Topic != nil {
+				a.router.ForgetTopicPID(a.topic, msg.Topic)
 			}
 			a.target, a.resolving = nil, false
 			a.gen++

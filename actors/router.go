@@ -18,18 +18,14 @@ import (
 var ErrNoTopicActor = errors.New("topicast: topic actor unavailable")
 
 // TopicRouter finds the actor of a topic, wherever it lives, starting it if
-// needed. The cluster package implements it with protoactor grains;
-// LocalTopics implements it within one actor system.
+// needed. TopicPID may block for a round trip (or until a timeout when a
+// member is down) and answers from a cache; relays use the other methods to
+// stay off blocking calls and to follow a topic that moves. The cluster
+// package implements it over protoactor grains (one node is a cluster of
+// one); LocalTopics implements it in one actor system without remoting.
+// Implementations are goroutine-safe.
 type TopicRouter interface {
 	TopicPID(topic string) (*actor.PID, error)
-}
-
-// ClusterRouter is a TopicRouter over a cluster, where TopicPID may block
-// for a round trip (or until a timeout when a member is down) and answers
-// from a cache. Relays use its extra methods to stay off blocking calls and
-// to follow a topic that moves. Implementations are goroutine-safe.
-type ClusterRouter interface {
-	TopicRouter
 	// CachedTopicPID returns the topic's actor if it is known without
 	// asking anyone.
 	CachedTopicPID(topic string) (*actor.PID, bool)
@@ -45,8 +41,11 @@ type ClusterRouter interface {
 // now.
 type TopologyChanged struct{}
 
-// LocalTopics is a TopicRouter that spawns topic actors in one actor system,
-// without a cluster. It is goroutine-safe.
+// LocalTopics is a TopicRouter that spawns topic actors in one actor system
+// without remoting: a cluster of one whose lookups never block. Tests of
+// this package and test/ use it where a second clustered node cannot run
+// (protoactor's remoting sets process-global gRPC state); relays take the
+// same paths with it as with the cluster's router. It is goroutine-safe.
 type LocalTopics struct {
 	system *actor.ActorSystem
 	props  *actor.Props
@@ -74,6 +73,21 @@ func (l *LocalTopics) TopicPID(topic string) (*actor.PID, error) {
 	return pid, nil
 }
 
+// CachedTopicPID returns the topic's actor if it is running.
+func (l *LocalTopics) CachedTopicPID(topic string) (*actor.PID, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	pid, ok := l.pids[topic]
+	return pid, ok
+}
+
+// ForgetTopicPID does nothing: a local actor does not move, and the table
+// drops it when it stops (a second actor for a live topic would fork it).
+func (l *LocalTopics) ForgetTopicPID(string, *actor.PID) {}
+
+// TopicOwner returns the actor system's address: it owns every topic.
+func (l *LocalTopics) TopicOwner(string) string { return l.system.Address() }
+
 // Len returns the number of live topic actors.
 func (l *LocalTopics) Len() int {
 	l.mu.Lock()
@@ -89,7 +103,10 @@ func (l *LocalTopics) forget(topic string, pid *actor.PID) {
 	}
 }
 
-var _ Publisher = (*LocalTopics)(nil)
+var (
+	_ Publisher   = (*LocalTopics)(nil)
+	_ TopicRouter = (*LocalTopics)(nil)
+)
 
 // Publish publishes items in order, one request per run of items to one
 // topic, asking again when a topic actor stopped between lookup and send.

@@ -602,10 +602,10 @@ func isRetry(res any) bool {
 }
 
 // grainRouter finds topic actors through the lookup. It is the relays' and
-// connections' actors.ClusterRouter.
+// connections' actors.TopicRouter.
 type grainRouter struct{ l *lookup }
 
-var _ actors.ClusterRouter = grainRouter{}
+var _ actors.TopicRouter = grainRouter{}
 
 func (g grainRouter) TopicPID(topic string) (*actor.PID, error) {
 	return g.l.get(topic, TopicKind, g.l.timeout)

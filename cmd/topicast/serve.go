@@ -71,7 +71,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&tokenSecret, "token-secret", "", "secret that signs client tokens (JWT, HS256); without it every client may subscribe and publish everywhere")
 	fs.StringVar(&tokenSecretFile, "token-secret-file", "", "file holding --token-secret (keeps it out of the process list)")
 	fs.DurationVar(&c.Guard.HelloTimeout, "hello-timeout", actors.DefaultHelloTimeout, "time a client without ?token= has to send hello when tokens are required (4009)")
-	fs.IntVar(&c.Guard.MaxConns, "max-conns", actors.DefaultMaxConns, "WebSocket and WebTransport clients per node; more are closed with 4029 (0: no limit)")
+	fs.IntVar(&c.Guard.MaxConns, "max-conns", actors.DefaultMaxConns, "client sessions per node, every transport counted (WebSocket, WebTransport, SSE, polling); one more is closed with 4029 (0: no limit)")
 	fs.IntVar(&c.Guard.MaxSubscriptions, "max-subscriptions", actors.DefaultMaxSubscriptions, "subscriptions per connection; more are refused with bad_request (0: no limit)")
 	fs.Float64Var(&c.Guard.CommandRate, "command-rate", actors.DefaultCommandRate, "commands per second per connection; more get rate_limited (0: no limit)")
 	fs.IntVar(&c.Guard.CommandBurst, "command-burst", actors.DefaultCommandBurst, "commands a connection may send at once; as many refused within a second close it (4029)")

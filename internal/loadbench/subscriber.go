@@ -112,10 +112,7 @@ func dialSubscriber(ctx context.Context, cfg *Config, i int, topics []string, hi
 }
 
 func (s *subscriber) subscribe(topic string) error {
-	frame := make([]byte, 0, 64)
-	frame = append(frame, `{"op":"sub","id":1,"topic":`...)
-	frame = wire.AppendString(frame, topic)
-	frame = append(frame, '}')
+	frame := wire.AppendSub(make([]byte, 0, 64), 1, topic, nil)
 	if err := s.write(ws.OpText, frame, time.Now().Add(writeTimeout)); err != nil {
 		return err
 	}

@@ -82,8 +82,10 @@ type Config struct {
 	// MaxPendingBytes bounds each session's outbound queue, in bytes. Zero
 	// means transport.DefaultMaxPendingBytes.
 	MaxPendingBytes int
-	// WriteTimeout bounds each stream write; hitting it closes the session
-	// as a slow consumer. Zero means DefaultWriteTimeout.
+	// WriteTimeout bounds each stream write (a blocked write fails after
+	// WriteTimeout/2 to WriteTimeout: the deadline moves only when half of it
+	// has gone); hitting it closes the session as a slow consumer. Zero means
+	// DefaultWriteTimeout.
 	WriteTimeout time.Duration
 	// StreamTimeout is how long a new session may take to open its
 	// stream before it is closed with 4009. Zero means

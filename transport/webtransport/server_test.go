@@ -319,8 +319,8 @@ func TestFramesBeforeClose(t *testing.T) {
 }
 
 // TestWriteTimeout: a client that stops reading is closed with 4008 once a
-// write has waited WriteTimeout; the close goes out on the CONNECT stream,
-// which the stuck stream does not block.
+// write has waited WriteTimeout/2 to WriteTimeout; the close goes out on the
+// CONNECT stream, which the stuck stream does not block.
 func TestWriteTimeout(t *testing.T) {
 	h := newHarness(t, Config{WriteTimeout: 100 * time.Millisecond, MaxPendingBytes: 8 << 20}, false)
 	h.start(t)

@@ -55,6 +55,10 @@ type session struct {
 	info    transport.SessionInfo
 	log     *slog.Logger
 
+	// deadline is the stream's write deadline, owned by the writer (the
+	// Outbound calls WriteFrames from one goroutine at a time).
+	deadline time.Time
+
 	// writeTimedOut makes Abort report a slow consumer (4008) rather than
 	// close without a code.
 	writeTimedOut atomic.Bool
@@ -94,7 +98,7 @@ func (s *session) WriteFrames(frames [][]byte) error {
 		b = append(b, f...)
 		b = append(b, '\n')
 	}
-	err := s.str.SetWriteDeadline(time.Now().Add(s.timeout))
+	err := s.renewDeadline()
 	if err == nil {
 		_, err = s.str.Write(b)
 	}
@@ -106,6 +110,19 @@ func (s *session) WriteFrames(frames [][]byte) error {
 		bufPool.Put(bp)
 	}
 	return err
+}
+
+// renewDeadline keeps the write deadline between half the write timeout and
+// the whole of it ahead, as the WebSocket adapter does: setting it takes two
+// locks and wakes the stream's writer, so it is moved only when half of it
+// has gone, and a blocked write fails after timeout/2 to timeout.
+func (s *session) renewDeadline() error {
+	now := time.Now()
+	if s.deadline.Sub(now) >= s.timeout/2 {
+		return nil
+	}
+	s.deadline = now.Add(s.timeout)
+	return s.str.SetWriteDeadline(s.deadline)
 }
 
 // WriteClose closes the session with d's code and reason. A WebTransport

@@ -68,7 +68,7 @@ func (cs *Conns) Accept(s transport.Session) transport.Handler {
 	cs.mu.Lock()
 	cs.live[s] = struct{}{}
 	cs.mu.Unlock()
-	a := &connActor{conns: cs, sess: s, subs: make(map[string]bool),
+	a := &connActor{conns: cs, sess: s, subs: make(map[string]struct{}),
 		pubs: pubQueue{sess: s, publisher: cs.publisher, cfg: &cs.cfg}}
 	pid := cs.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
 	a.ref = &ConnRef{Session: s, PID: pid}
@@ -200,8 +200,8 @@ type connActor struct {
 	conns *Conns
 	sess  transport.Session
 	ref   *ConnRef
-	// subs maps each subscribed topic to whether it is a datagram one.
-	subs   map[string]bool
+	// subs is the set of subscribed topics.
+	subs   map[string]struct{}
 	closed bool
 	// auth holds the token and limits of the guard, if any.
 	auth connAuth
@@ -295,8 +295,15 @@ func (a *connActor) onSub(cmd *wire.Command) {
 			return
 		}
 	}
-	a.subs[cmd.Topic] = cmd.Datagram
-	a.conns.relays.send(cmd.Topic, &relaySubscribe{conn: a.ref, id: cmd.ID, since: cmd.Since, datagram: cmd.Datagram})
+	if cmd.Latest {
+		if _, ok := a.sess.(transport.LatestSession); !ok {
+			a.fail(cmd.ID, wire.CodeBadRequest, "latest-value subscriptions need WebSocket, WebTransport or SSE")
+			return
+		}
+	}
+	a.subs[cmd.Topic] = struct{}{}
+	a.conns.relays.send(cmd.Topic, &relaySubscribe{conn: a.ref, id: cmd.ID, since: cmd.Since,
+		datagram: cmd.Datagram, latest: cmd.Latest})
 }
 
 func (a *connActor) onUnsub(cmd *wire.Command) {

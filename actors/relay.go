@@ -37,6 +37,7 @@ type relaySubscribe struct {
 	id       uint64
 	since    *wire.Position
 	datagram bool
+	latest   bool
 }
 
 // relayUnsubscribe asks a relay to remove a connection, and to answer the
@@ -77,6 +78,9 @@ type relayInit struct{ topic string }
 type relaySub struct {
 	conn     *ConnRef
 	datagram bool
+	// latest: only the newest message waits in the session's queue (the
+	// session is a transport.LatestSession; the connection actor checked).
+	latest bool
 }
 
 // subSet is a relay's subscribers: a map, so that a subscriber leaves in
@@ -230,7 +234,7 @@ func (a *relayActor) Receive(c actor.Context) {
 }
 
 func (a *relayActor) onSubscribe(c actor.Context, msg *relaySubscribe) {
-	p := &pendingJoin{sub: relaySub{conn: msg.conn, datagram: msg.datagram}, id: msg.id, since: msg.since}
+	p := &pendingJoin{sub: relaySub{conn: msg.conn, datagram: msg.datagram, latest: msg.latest}, id: msg.id, since: msg.since}
 	a.sendJoin(c, p)
 }
 
@@ -566,13 +570,35 @@ func (a *relayActor) writeAll(frames [][]byte) {
 		return
 	}
 	for _, s := range a.subs.all() {
+		if s.latest {
+			a.writeLatest(s, frames)
+			continue
+		}
 		_ = s.conn.Session.WriteMany(frames) // a failed write closes the session itself
+	}
+}
+
+// writeLatest hands frames to a latest-value subscriber one by one: each
+// replaces the one before if it still waits, so a client that keeps up
+// gets every message and one that does not the freshest.
+func (a *relayActor) writeLatest(s relaySub, frames [][]byte) {
+	ls := s.conn.Session.(transport.LatestSession)
+	for _, f := range frames {
+		if ls.WriteLatest(a.topic, f) != nil {
+			return // closed
+		}
 	}
 }
 
 func (a *relayActor) resetAll(epoch string, head uint64) {
 	frame := wire.AppendReset(nil, a.topic, epoch, head)
 	for _, s := range a.subs.all() {
+		if s.latest {
+			// No message of the new epoch may take the place of an old one
+			// waiting ahead of the reset.
+			_ = s.conn.Session.(transport.LatestSession).WriteLatestBarrier(a.topic, frame)
+			continue
+		}
 		_ = s.conn.Session.Write(frame) // a failed write closes the session itself
 	}
 }
@@ -604,6 +630,10 @@ func (a *relayActor) onDelivery(c actor.Context, d *actorpb.Delivery) {
 					continue
 				}
 			}
+		}
+		if s.latest {
+			a.writeLatest(s, frames)
+			continue
 		}
 		if len(frames) == 1 {
 			_ = s.conn.Session.Write(frames[0]) // a failed write closes the session itself

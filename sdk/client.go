@@ -459,7 +459,7 @@ func (c *Client) onMsg(cn *conn, f *serverFrame, dgram bool) {
 			c.disp.event(Event{Kind: EventReset, Topic: s.topic, Epoch: f.Epoch, Seq: f.Seq - 1, Reason: ResetNewEpoch})
 		case f.Seq <= s.seq:
 			return // already delivered (recovery overlaps live delivery)
-		case f.Seq != s.seq+1:
+		case f.Seq != s.seq+1 && !s.latest: // a latest-value one skips by design
 			c.disp.event(Event{Kind: EventGap, Topic: s.topic, Epoch: s.epoch, Seq: s.seq})
 		}
 	}
@@ -588,7 +588,8 @@ func (c *Client) sendSubLocked(cn *conn, s *Subscription) {
 	if s.hasPos && !s.datagram {
 		since = &wire.Position{Epoch: s.epoch, Seq: s.seq}
 	}
-	cn.enqueue(appendSub(nil, id, s.topic, since, s.datagram))
+	cn.enqueue(wire.AppendSubCommand(nil, &wire.Command{Op: wire.OpSub, ID: id, Topic: s.topic, Since: since,
+		Datagram: s.datagram, Latest: s.latest}))
 }
 
 // retrySubs sends again the subscriptions the server refused for a while.

@@ -128,4 +128,13 @@
 // datagrams are dropped), with gaps, without EventGap, without recovery
 // after a reconnection (the subscription goes on from the head), and
 // without exactly-once. Use it for values where only the latest matters.
+//
+// # Latest-value subscriptions
+//
+// Subscribe(ctx, topic, handler, Latest()) asks the server to conflate: when
+// the client falls behind, only the newest undelivered message of the topic
+// waits for it, so a dashboard gets fresh values and is never closed as a
+// slow consumer for that topic's volume. Over every transport it is
+// reliable and ordered (seqs only grow), with gaps and without EventGap for
+// them; a reconnection recovers with Since as usual.
 package sdk

@@ -41,25 +41,6 @@ func appendCmdHead(dst []byte, op string, id uint64) []byte {
 	return dst
 }
 
-// appendSub appends a sub frame, with since when it is not nil, asking for
-// datagram delivery when dgram is set.
-func appendSub(dst []byte, id uint64, topic string, since *wire.Position, dgram bool) []byte {
-	dst = appendCmdHead(dst, wire.OpSub, id)
-	dst = append(dst, `,"topic":`...)
-	dst = wire.AppendString(dst, topic)
-	if since != nil {
-		dst = append(dst, `,"since":{"epoch":`...)
-		dst = wire.AppendString(dst, since.Epoch)
-		dst = append(dst, `,"seq":`...)
-		dst = strconv.AppendUint(dst, since.Seq, 10)
-		dst = append(dst, '}')
-	}
-	if dgram {
-		dst = append(dst, `,"delivery":"`+wire.DeliveryDatagram+`"`...)
-	}
-	return append(dst, '}')
-}
-
 // appendUnsub appends an unsub frame.
 func appendUnsub(dst []byte, id uint64, topic string) []byte {
 	dst = appendCmdHead(dst, wire.OpUnsub, id)

@@ -57,14 +57,25 @@ func Datagram() SubOption {
 	return func(s *Subscription) { s.datagram = true }
 }
 
+// Latest asks for a latest-value subscription ("mode":"latest"): when the
+// client falls behind (its connection or its handlers are slower than the
+// topic), the server keeps only the newest undelivered message for it, so a
+// dashboard gets fresh values and is never closed for the topic's volume.
+// The handler gets messages in increasing seq order with gaps, and no
+// EventGap for them. It needs WebSocket or WebTransport.
+func Latest() SubOption {
+	return func(s *Subscription) { s.latest = true }
+}
+
 // Subscription is a client's subscription to one topic. Its methods are
 // goroutine-safe.
 type Subscription struct {
 	c       *Client
 	topic   string
 	handler func(Message)
-	// datagram is set by Datagram; since by Since.
+	// datagram is set by Datagram; latest by Latest; since by Since.
 	datagram bool
+	latest   bool
 	since    bool
 	// closed stops deliveries once Unsubscribe started.
 	closed atomic.Bool

@@ -43,6 +43,9 @@ type NodeMetrics struct {
 	// clients (WebSocket, WebTransport streams, SSE). Long-poll answers and
 	// datagrams are not counted.
 	Deliveries atomic.Uint64
+	// Conflated counts the messages of latest-value subscriptions that a
+	// newer one replaced in a session's queue before it was written.
+	Conflated atomic.Uint64
 	// TopicsActive is the number of the node's topic actors running.
 	TopicsActive atomic.Int64
 	// HistoryMessages is the number of messages the node's topic actors

@@ -95,6 +95,9 @@ type Outbound struct {
 	failErr   error
 	closed    bool
 	backlog   bool // the queue holds recovered frames: not timed in NodeMetrics
+	// latest maps a latest-value topic to the index in queue of its one
+	// frame waiting there; emptied when the writer takes the queue.
+	latest map[string]int
 }
 
 // Init prepares o to write to conn. It must be called once, before use.
@@ -156,6 +159,53 @@ func (o *Outbound) WriteMany(frames [][]byte) error {
 	return o.queuedLocked(before)
 }
 
+// WriteLatest queues frame as the newest message of a latest-value
+// subscription to topic; see LatestSession.
+func (o *Outbound) WriteLatest(topic string, frame []byte) error {
+	o.mu.Lock()
+	if o.closing {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	if i, ok := o.latest[topic]; ok {
+		// The writer has not taken the older one yet: the newest takes
+		// its place in the queue, and its bytes are released.
+		delta := len(frame) - len(o.queue[i])
+		o.queue[i] = frame
+		o.bytes += delta
+		o.node.pending.Add(int64(delta))
+		o.mu.Unlock()
+		o.node.Metrics.Conflated.Add(1)
+		return nil
+	}
+	if o.latest == nil {
+		o.latest = make(map[string]int)
+	}
+	o.latest[topic] = len(o.queue)
+	o.queue = append(o.queue, frame)
+	o.bytes += len(frame)
+	o.node.pending.Add(int64(len(frame)))
+	// At most one frame per topic waits: its volume never makes the client
+	// too slow (only other frames over the bound, or a write timeout, do).
+	return o.queuedLocked(0)
+}
+
+// WriteLatestBarrier queues frame after the topic's latest-value frame; see
+// LatestSession.
+func (o *Outbound) WriteLatestBarrier(topic string, frame []byte) error {
+	o.mu.Lock()
+	if o.closing {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	delete(o.latest, topic)
+	before := o.bytes
+	o.queue = append(o.queue, frame)
+	o.bytes += len(frame)
+	o.node.pending.Add(int64(len(frame)))
+	return o.queuedLocked(before)
+}
+
 // WriteBacklog queues frames without counting them against the bound; see
 // Session.WriteBacklog.
 func (o *Outbound) WriteBacklog(frames [][]byte) error {
@@ -186,6 +236,14 @@ func (o *Outbound) queuedLocked(before int) error {
 		o.startWriter()
 	}
 	return nil
+}
+
+// dropQueueLocked drops what is queued. o.mu must be held.
+func (o *Outbound) dropQueueLocked() {
+	clear(o.queue)
+	o.queue = o.queue[:0]
+	clear(o.latest)
+	o.dropBytesLocked()
 }
 
 // dropBytesLocked forgets the queue's byte count (the frames were taken or
@@ -219,9 +277,7 @@ func (o *Outbound) closeLocked(d Disconnect) {
 	o.closing = true
 	o.closeWith = d
 	if d.Code == DisconnectSlow.Code {
-		clear(o.queue)
-		o.queue = o.queue[:0]
-		o.dropBytesLocked()
+		o.dropQueueLocked()
 	}
 	if !o.writing {
 		o.writing = true
@@ -240,9 +296,7 @@ func (o *Outbound) Fail(err error) {
 	o.closing = true
 	o.closeWith = Disconnect{}
 	o.failErr = err
-	clear(o.queue)
-	o.queue = o.queue[:0]
-	o.dropBytesLocked()
+	o.dropQueueLocked()
 	writing := o.writing
 	o.mu.Unlock()
 	if !writing {
@@ -333,9 +387,7 @@ func (o *Outbound) written(batch [][]byte, taken int, backlog bool, err error) b
 		}
 		o.mu.Lock()
 		o.closing = true
-		clear(o.queue)
-		o.queue = o.queue[:0]
-		o.dropBytesLocked()
+		o.dropQueueLocked()
 		o.mu.Unlock()
 		o.conn.Abort()
 		if d.Code != 0 {
@@ -400,6 +452,9 @@ func (o *Outbound) takeLocked() (batch [][]byte, taken int, backlog bool) {
 	batch = o.queue
 	o.queue = o.spare[:0]
 	o.spare = nil
+	if len(o.latest) > 0 {
+		clear(o.latest)
+	}
 	taken, o.bytes = o.bytes, 0
 	backlog, o.backlog = o.backlog, false
 	return batch, taken, backlog

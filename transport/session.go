@@ -83,6 +83,22 @@ type DatagramSession interface {
 	WriteDatagram(frame []byte) (bool, error)
 }
 
+// LatestSession is a Session that serves latest-value subscriptions
+// (PROTOCOL.md 1.1, "mode":"latest"): of the frames written with
+// WriteLatest for one topic, at most the newest waits in the queue, so a
+// slow client gets fresh values and that topic's volume never closes it as
+// a slow consumer. The adapters that embed Outbound are LatestSessions.
+type LatestSession interface {
+	Session
+	// WriteLatest queues frame, replacing the topic's frame still waiting
+	// in the queue, if any (its bytes are released).
+	WriteLatest(topic string, frame []byte) error
+	// WriteLatestBarrier queues frame (a reset, say) like Write, and makes
+	// the topic's next WriteLatest queue after it: no message replaces one
+	// that waits ahead of frame, which would overtake it.
+	WriteLatestBarrier(topic string, frame []byte) error
+}
+
 // SessionInfo describes a session.
 type SessionInfo struct {
 	// ID is unique within the node.
@@ -124,14 +140,16 @@ type CommandHandler interface {
 
 // Subscribe hands h the sub command of topic (since nil: no recovery) as
 // the client's command id: as a value when h is a CommandHandler, as the
-// frame a client would send otherwise.
-func Subscribe(h Handler, id uint64, topic string, since *wire.Position) {
+// frame a client would send otherwise. latest asks for a latest-value
+// subscription.
+func Subscribe(h Handler, id uint64, topic string, since *wire.Position, latest bool) {
 	if ch, ok := h.(CommandHandler); ok {
 		if cmd, err := wire.SubCommand(id, topic, since); err == nil {
+			cmd.Latest = latest
 			ch.HandleCommand(cmd)
 			return
 		}
 		// Not valid: the handler answers the frame as it would a client's.
 	}
-	h.HandleFrame(wire.AppendSub(nil, id, topic, since))
+	h.HandleFrame(wire.AppendSubCommand(nil, &wire.Command{Op: wire.OpSub, ID: id, Topic: topic, Since: since, Latest: latest}))
 }

@@ -54,8 +54,10 @@ type Stats struct {
 	// LatencyWindow is the span of the quantiles in seconds.
 	LatencyWindow      float64 `json:"latency_window_s"`
 	SlowConsumerCloses uint64  `json:"slow_consumer_closes"`
-	QueueBytes         int64   `json:"queue_bytes"`
-	HistoryMessages    int64   `json:"history_messages"`
+	// Conflated counts the latest-value messages a newer one replaced.
+	Conflated       uint64 `json:"conflated"`
+	QueueBytes      int64  `json:"queue_bytes"`
+	HistoryMessages int64  `json:"history_messages"`
 	// TopicList holds the topics with the most subscribers on the node.
 	TopicList []TopicStats `json:"topic_list"`
 	// TopicsSubscribed is the number of topics with subscribers on the node.
@@ -86,6 +88,7 @@ func (w *Window) Stats(node string) Stats {
 	st.Topics = cur.Topics
 	st.Publishes, st.Deliveries = cur.Publishes, cur.Deliveries
 	st.SlowConsumerCloses = cur.SlowCloses
+	st.Conflated = cur.Conflated
 	st.QueueBytes = cur.QueueBytes
 	st.HistoryMessages = cur.History
 	if n < 2 {

@@ -181,3 +181,29 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// LatestSession is a recording Session that also serves latest-value
+// subscriptions (transport.LatestSession). It conflates nothing: it records
+// every frame in order, and counts the writes that came as latest-value
+// ones, so a test sees which path the relay took.
+type LatestSession struct {
+	*Session
+	latest atomic.Int64
+}
+
+var _ transport.LatestSession = (*LatestSession)(nil)
+
+// NewLatestSession returns an open recording LatestSession.
+func NewLatestSession() *LatestSession { return &LatestSession{Session: NewSession()} }
+
+// WriteLatest records frame and counts it.
+func (s *LatestSession) WriteLatest(_ string, frame []byte) error {
+	s.latest.Add(1)
+	return s.Write(frame)
+}
+
+// WriteLatestBarrier records frame.
+func (s *LatestSession) WriteLatestBarrier(_ string, frame []byte) error { return s.Write(frame) }
+
+// LatestWrites returns how many frames came through WriteLatest.
+func (s *LatestSession) LatestWrites() int64 { return s.latest.Load() }

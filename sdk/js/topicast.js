@@ -20,9 +20,11 @@
 // resets the session's CONNECT stream): such closes read as 1006, and a session that
 // ends before its first frame makes the client try the next transport.
 //
-// subscribe(topic, onMessage, {since: {epoch, seq}, delivery: "datagram"}): since
-// recovers what came after a position kept from sub.position; "datagram" asks
-// WebTransport for lossy, latest-wins delivery (seq never goes backwards).
+// subscribe(topic, onMessage, {since: {epoch, seq}, delivery: "datagram", mode: "latest"}):
+// since recovers what came after a position kept from sub.position; "datagram" asks
+// WebTransport for lossy, latest-wins delivery (seq never goes backwards); mode "latest"
+// makes the server keep only the newest undelivered message when the client falls
+// behind (gaps without "gap" events; over SSE only when every topic of the stream asks).
 //
 // Delivery: each subscription's handler gets every message of its topic once, in seq
 // order, across reconnections: the client reconnects with exponential backoff and full
@@ -108,6 +110,8 @@ class Client {
    * Subscription at once; its `ready` promise resolves when the server confirmed it
    * and rejects if the server refused it. options.delivery "datagram" asks WebTransport
    * for lossy, latest-wins delivery (other transports deliver every message).
+   * options.mode "latest" asks for a latest-value subscription: a client that falls
+   * behind gets the newest message, never a slow-consumer close for the topic's volume.
    */
   subscribe(topic, onMessage, options = {}) {
     if (!TOPIC.test(topic)) throw new TypeError(`topicast: bad topic ${JSON.stringify(topic)}`);
@@ -312,6 +316,7 @@ class Client {
     this._calls.set(id, { kind: "sub", conn: cn, sub: s });
     s._sentOn = cn;
     const f = { op: "sub", id, topic: s.topic };
+    if (s._latest) f.mode = "latest";
     if (s._datagram) {
       if (cn.datagrams) f.delivery = "datagram"; // lossy: no recovery
     } else if (s._pos) {
@@ -357,7 +362,7 @@ class Client {
         if (!s._datagram) this._emit({ type: "reset", topic: s.topic, epoch: f.epoch, seq: f.seq - 1, reason: "new epoch", recovered: false });
       } else if (f.seq <= p.seq) {
         return;
-      } else if (f.seq !== p.seq + 1 && !s._datagram && !datagram) {
+      } else if (f.seq !== p.seq + 1 && !s._datagram && !s._latest && !datagram) {
         this._emit({ type: "gap", topic: s.topic, epoch: p.epoch, seq: p.seq });
       }
     }
@@ -450,6 +455,7 @@ class Subscription {
     this._c = client;
     this._handler = handler;
     this._datagram = options.delivery === "datagram";
+    this._latest = options.mode === "latest";
     const since = options.since;
     this._pos = since ? { epoch: String(since.epoch), seq: Number(since.seq) } : null;
     this._sentOn = null;
@@ -693,6 +699,7 @@ class SSEConn extends BaseConn {
     this._topics = new Map(); // topic -> {id, since} of a sub not answered yet, or null once answered
     this._ready = null; // topics of the current stream's ready event
     this._held = new Map(); // topic -> msg frames that came before the sub was answered
+    this._latest = new Set(); // topics subscribed with mode "latest"
     this._es = null;
     this._restartPending = false;
   }
@@ -706,6 +713,8 @@ class SSEConn extends BaseConn {
     if (!topics.length) return Promise.resolve();
     const q = new URLSearchParams();
     for (const t of topics) q.append("topic", t);
+    // mode=latest covers the whole stream: only when every topic asked for it.
+    if (topics.every((t) => this._latest.has(t))) q.set("mode", "latest");
     if (this._c._sseCursor) q.set("cursor", this._c._sseCursor);
     if (this._token) q.set("token", this._token);
     const es = new EventSource(`${this._c._base}/v1/sse?${q}`);
@@ -799,10 +808,13 @@ class SSEConn extends BaseConn {
     if (this._done) return;
     if (f.op === "sub") {
       this._topics.set(f.topic, { id: f.id, since: f.since });
+      if (f.mode === "latest") this._latest.add(f.topic);
+      else this._latest.delete(f.topic);
       if (this._ready && this._ready[f.topic]) queueMicrotask(() => !this._done && this._answerAll());
       else this._restart();
     } else if (f.op === "unsub") {
       this._topics.delete(f.topic);
+      this._latest.delete(f.topic);
       this._held.delete(f.topic);
       queueMicrotask(() => this.onFrame({ op: "ok", id: f.id }, false));
       this._restart();

@@ -241,7 +241,7 @@ func (h *Handler) wait(ctx context.Context, r *http.Request, p *poll, deadline t
 	}()
 	for i, t := range p.topics {
 		pos, _ := p.cur.Get(t)
-		transport.Subscribe(handler, uint64(i+1), t, &pos)
+		transport.Subscribe(handler, uint64(i+1), t, &pos, false)
 	}
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()

@@ -17,12 +17,16 @@
 //     id of the last event it got. Positions of topics that the stream does
 //     not name are ignored.
 //   - token= or Authorization: Bearer, passed on in SessionInfo.Token.
+//   - mode=latest makes every topic of the stream a latest-value
+//     subscription (PROTOCOL.md 1.1): a client that falls behind gets the
+//     newest message of each topic, never a 4008 for a topic's volume.
 //
 // Before the stream starts, a request without topic, with a bad topic or
-// too many, or with a malformed or foreign cursor or Last-Event-ID is
-// answered 400 with {"error":{"code":"bad_request","message":..}} (the
-// message starts with "Last-Event-ID: " when the header is at fault), and
-// a browser Origin that CheckOrigin refuses gets 403.
+// too many, a mode other than latest, or with a malformed or foreign cursor
+// or Last-Event-ID is answered 400 with
+// {"error":{"code":"bad_request","message":..}} (the message starts with
+// "Last-Event-ID: " when the header is at fault), and a browser Origin that
+// CheckOrigin refuses gets 403.
 //
 // # Events
 //

@@ -112,6 +112,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	var latest bool
+	switch q.Get("mode") {
+	case "":
+	case wire.ModeLatest:
+		latest = true
+	default:
+		transport.WriteHTTPError(w, wire.Errorf(wire.CodeBadRequest, `mode must be "latest" or absent`))
+		return
+	}
 
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
@@ -155,7 +164,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.pos[i].resume {
 			since = &s.pos[i].since
 		}
-		transport.Subscribe(handler, uint64(i+1), topic, since)
+		transport.Subscribe(handler, uint64(i+1), topic, since, latest)
 	}
 
 	tick := time.NewTicker(h.cfg.KeepaliveEvery)

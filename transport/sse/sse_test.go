@@ -328,6 +328,7 @@ func TestBadRequests(t *testing.T) {
 		{"malformed cursor", "topic=a&cursor=%25%25", nil, 400, "cursor is not valid: not base64url"},
 		{"foreign cursor", "topic=a&cursor=" + good[:len(good)-2] + "AA", nil, 400, "cursor is not valid: truncated, altered"},
 		{"bad Last-Event-ID", "topic=a&cursor=" + good, []string{"Last-Event-ID", "nope"}, 400, "Last-Event-ID: cursor is not valid"},
+		{"bad mode", "topic=a&mode=all", nil, 400, `mode must be "latest" or absent`},
 		{"origin", "topic=a", []string{"Origin", "http://evil"}, 403, "origin not allowed"},
 	}
 	for _, tt := range tests {

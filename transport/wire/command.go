@@ -25,6 +25,10 @@ const (
 // DeliveryDatagram asks for live messages as WebTransport datagrams.
 const DeliveryDatagram = "datagram"
 
+// ModeLatest asks for a latest-value subscription (PROTOCOL.md 1.1): when
+// the client falls behind, only the newest undelivered message waits.
+const ModeLatest = "latest"
+
 // Position names a message: the epoch of its topic and its seq.
 type Position struct {
 	Epoch string `json:"epoch"`
@@ -41,6 +45,8 @@ type Command struct {
 	Since *Position
 	// Datagram is true for a sub with "delivery":"datagram".
 	Datagram bool
+	// Latest is true for a sub with "mode":"latest".
+	Latest bool
 	// Data is the compacted JSON value of a pub.
 	Data []byte
 }
@@ -52,6 +58,7 @@ type rawCommand struct {
 	Token    string          `json:"token"`
 	Since    *rawPosition    `json:"since"`
 	Delivery string          `json:"delivery"`
+	Mode     string          `json:"mode"`
 	Data     json.RawMessage `json:"data"`
 }
 
@@ -109,6 +116,13 @@ func DecodeCommand(frame []byte, maxData int) (*Command, error) {
 			cmd.Datagram = true
 		default:
 			return fail(CodeBadRequest, `delivery must be "datagram" or absent`)
+		}
+		switch raw.Mode {
+		case "":
+		case ModeLatest:
+			cmd.Latest = true
+		default:
+			return fail(CodeBadRequest, `mode must be "latest" or absent`)
 		}
 	case OpUnsub:
 		if err := ValidateTopic(raw.Topic); err != nil {

@@ -164,16 +164,28 @@ func AppendString(dst []byte, s string) []byte {
 // Adapters that subscribe on a client's behalf (SSE, polling) feed it to the
 // connection actor.
 func AppendSub(dst []byte, id uint64, topic string, since *Position) []byte {
+	return AppendSubCommand(dst, &Command{Op: OpSub, ID: id, Topic: topic, Since: since})
+}
+
+// AppendSubCommand appends cmd, a sub, as the frame a client would send:
+// its id, topic, since, delivery and mode.
+func AppendSubCommand(dst []byte, cmd *Command) []byte {
 	dst = append(dst, `{"op":"sub","id":`...)
-	dst = strconv.AppendUint(dst, id, 10)
+	dst = strconv.AppendUint(dst, cmd.ID, 10)
 	dst = append(dst, `,"topic":`...)
-	dst = AppendString(dst, topic)
-	if since != nil {
+	dst = AppendString(dst, cmd.Topic)
+	if cmd.Since != nil {
 		dst = append(dst, `,"since":{"epoch":`...)
-		dst = AppendString(dst, since.Epoch)
+		dst = AppendString(dst, cmd.Since.Epoch)
 		dst = append(dst, `,"seq":`...)
-		dst = strconv.AppendUint(dst, since.Seq, 10)
+		dst = strconv.AppendUint(dst, cmd.Since.Seq, 10)
 		dst = append(dst, '}')
+	}
+	if cmd.Datagram {
+		dst = append(dst, `,"delivery":"`+DeliveryDatagram+`"`...)
+	}
+	if cmd.Latest {
+		dst = append(dst, `,"mode":"`+ModeLatest+`"`...)
 	}
 	return append(dst, '}')
 }

@@ -21,6 +21,7 @@ func TestDecodeCommand(t *testing.T) {
 		{"sub since", `{"op":"sub","id":1,"topic":"s","since":{"epoch":"e","seq":41}}`,
 			&Command{Op: OpSub, ID: 1, Topic: "s", Since: &Position{Epoch: "e", Seq: 41}}, 0, 0},
 		{"sub datagram", `{"op":"sub","id":1,"topic":"pos","delivery":"datagram"}`, &Command{Op: OpSub, ID: 1, Topic: "pos", Datagram: true}, 0, 0},
+		{"sub latest", `{"op":"sub","id":1,"topic":"cpu","mode":"latest"}`, &Command{Op: OpSub, ID: 1, Topic: "cpu", Latest: true}, 0, 0},
 		{"unknown fields ignored", `{"op":"ping","x":{"y":[1]}}`, &Command{Op: OpPing}, 0, 0},
 		{"pub compacts", `{"op":"pub","id":3,"topic":"chat","data":{ "b" : 1, "a" : [ 1 ] }}`,
 			&Command{Op: OpPub, ID: 3, Topic: "chat", Data: []byte(`{"b":1,"a":[1]}`)}, 0, 0},
@@ -37,6 +38,8 @@ func TestDecodeCommand(t *testing.T) {
 		{"since without seq", `{"op":"sub","id":4,"topic":"a","since":{"epoch":"e"}}`, nil, CodeBadRequest, 4},
 		{"seq overflow", `{"op":"sub","id":4,"topic":"a","since":{"epoch":"e","seq":18446744073709551616}}`, nil, CodeBadRequest, 4},
 		{"bad delivery", `{"op":"sub","id":4,"topic":"a","delivery":"pigeon"}`, nil, CodeBadRequest, 4},
+		{"bad mode", `{"op":"sub","id":4,"topic":"a","mode":"all"}`, nil, CodeBadRequest, 4},
+		{"mode not a string", `{"op":"sub","id":4,"topic":"a","mode":1}`, nil, CodeBadRequest, 0},
 		{"pub without data", `{"op":"pub","id":5,"topic":"a"}`, nil, CodeBadRequest, 5},
 		{"pub too large", `{"op":"pub","id":5,"topic":"a","data":"` + strings.Repeat("x", 100) + `"}`, nil, CodeTooLarge, 5},
 		{"refresh without token", `{"op":"refresh","id":6}`, nil, CodeBadRequest, 6},
@@ -224,5 +227,19 @@ func TestAppendPublishResultIsWhatEncodingJSONWrites(t *testing.T) {
 		if got := AppendPublishResult(nil, r); string(got) != string(want) {
 			t.Errorf("got %s, want %s", got, want)
 		}
+	}
+}
+
+// AppendSubCommand writes the frame DecodeCommand reads back as the same
+// sub, every option included.
+func TestAppendSubCommandRoundTrip(t *testing.T) {
+	for _, cmd := range []*Command{
+		{Op: OpSub, ID: 1, Topic: "a"},
+		{Op: OpSub, ID: 2, Topic: "b.c", Since: &Position{Epoch: "e\"1", Seq: 41}},
+		{Op: OpSub, ID: 3, Topic: "d", Datagram: true, Latest: true},
+	} {
+		got, err := DecodeCommand(AppendSubCommand(nil, cmd), 0)
+		require.NoError(t, err)
+		require.Equal(t, cmd, got)
 	}
 }

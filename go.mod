@@ -3,7 +3,9 @@ module github.com/topicast/topicast
 go 1.26.8
 
 require (
+	github.com/KimMachineGun/automemlimit v1.0.2
 	github.com/asynkron/protoactor-go v0.0.0-20240822202345-3c0e61ca19c9
+	github.com/centrifugal/fdelta v0.0.3
 	github.com/gobwas/ws v1.5.0
 	github.com/quic-go/quic-go v0.64.1
 	github.com/quic-go/webtransport-go v0.13.0
@@ -12,10 +14,7 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require (
-	github.com/KimMachineGun/automemlimit v1.0.2 // indirect
-	github.com/pbnjay/memory v0.0.0-20210728143218-7b4eea64cf58 // indirect
-)
+require github.com/pbnjay/memory v0.0.0-20210728143218-7b4eea64cf58 // indirect
 
 require (
 	github.com/Workiva/go-datastructures v1.1.3 // indirect

@@ -303,7 +303,7 @@ func (a *connActor) onSub(cmd *wire.Command) {
 	}
 	a.subs[cmd.Topic] = struct{}{}
 	a.conns.relays.send(cmd.Topic, &relaySubscribe{conn: a.ref, id: cmd.ID, since: cmd.Since,
-		datagram: cmd.Datagram, latest: cmd.Latest})
+		datagram: cmd.Datagram, latest: cmd.Latest, delta: cmd.Delta})
 }
 
 func (a *connActor) onUnsub(cmd *wire.Command) {

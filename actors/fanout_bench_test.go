@@ -21,15 +21,25 @@ import (
 type countingSession struct {
 	info transport.SessionInfo
 	n    *atomic.Int64
+	// bytes, if set, counts the bytes of the frames.
+	bytes *atomic.Int64
 }
 
-func (s *countingSession) Write([]byte) error {
+func (s *countingSession) Write(f []byte) error {
 	s.n.Add(1)
+	if s.bytes != nil {
+		s.bytes.Add(int64(len(f)))
+	}
 	return nil
 }
 
 func (s *countingSession) WriteMany(f [][]byte) error {
 	s.n.Add(int64(len(f)))
+	if s.bytes != nil {
+		for _, b := range f {
+			s.bytes.Add(int64(len(b)))
+		}
+	}
 	return nil
 }
 

@@ -38,6 +38,7 @@ type relaySubscribe struct {
 	since    *wire.Position
 	datagram bool
 	latest   bool
+	delta    bool
 }
 
 // relayUnsubscribe asks a relay to remove a connection, and to answer the
@@ -75,60 +76,6 @@ type topicResolved struct {
 
 type relayInit struct{ topic string }
 
-type relaySub struct {
-	conn     *ConnRef
-	datagram bool
-	// latest: only the newest message waits in the session's queue (the
-	// session is a transport.LatestSession; the connection actor checked).
-	latest bool
-}
-
-// subSet is a relay's subscribers: a map, so that a subscriber leaves in
-// O(1) (20,000 leaving at once cost O(N^2) on a slice), and a slice rebuilt
-// after changes, which every delivery iterates (the idea of nats' Sublist
-// and centrifuge's hub: changes are rare next to deliveries).
-type subSet struct {
-	m     map[*ConnRef]relaySub
-	list  []relaySub
-	dirty bool
-}
-
-func (s *subSet) len() int { return len(s.m) }
-
-func (s *subSet) add(sub relaySub) {
-	if s.m == nil {
-		s.m = make(map[*ConnRef]relaySub)
-	}
-	s.m[sub.conn] = sub
-	s.dirty = true
-}
-
-// remove takes conn's subscription out, reporting whether it was there.
-func (s *subSet) remove(conn *ConnRef) (relaySub, bool) {
-	sub, ok := s.m[conn]
-	if ok {
-		delete(s.m, conn)
-		s.dirty = true
-	}
-	return sub, ok
-}
-
-// all returns the subscribers; the slice is valid until the next change.
-func (s *subSet) all() []relaySub {
-	if s.dirty {
-		clear(s.list)
-		s.list = s.list[:0]
-		for _, sub := range s.m {
-			s.list = append(s.list, sub)
-		}
-		if cap(s.list) > 64 && len(s.list) < cap(s.list)/4 {
-			s.list = append([]relaySub(nil), s.list...) // give back what a crowd that left took
-		}
-		s.dirty = false
-	}
-	return s.list
-}
-
 // pendingJoin is a join in flight: for a connection, or (conn nil) the
 // relay's own rejoin.
 type pendingJoin struct {
@@ -157,6 +104,7 @@ type relayActor struct {
 	topic   string
 	handled uint64 // messages counted by Relays.send that this relay handled
 	subs    subSet
+	deltas  relayDeltas
 	pending map[uint64]*pendingJoin // by the tag of its latest send
 	nextTag uint64
 
@@ -234,7 +182,7 @@ func (a *relayActor) Receive(c actor.Context) {
 }
 
 func (a *relayActor) onSubscribe(c actor.Context, msg *relaySubscribe) {
-	p := &pendingJoin{sub: relaySub{conn: msg.conn, datagram: msg.datagram, latest: msg.latest}, id: msg.id, since: msg.since}
+	p := &pendingJoin{sub: relaySub{conn: msg.conn, datagram: msg.datagram, latest: msg.latest, delta: msg.delta}, id: msg.id, since: msg.since}
 	a.sendJoin(c, p)
 }
 
@@ -539,6 +487,7 @@ func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
 	}
 	a.cfg.Metrics.Subscribed(sess.Info().Transport, a.topic, 1)
 	a.subs.add(p.sub)
+	a.deltas.added(p.sub)
 }
 
 // catchUp brings the current subscribers to the head of a join's answer:
@@ -576,6 +525,7 @@ func (a *relayActor) writeAll(frames [][]byte) {
 		}
 		_ = s.conn.Session.WriteMany(frames) // a failed write closes the session itself
 	}
+	a.deltas.wrote(frames)
 }
 
 // writeLatest hands frames to a latest-value subscriber one by one: each
@@ -591,6 +541,7 @@ func (a *relayActor) writeLatest(s relaySub, frames [][]byte) {
 }
 
 func (a *relayActor) resetAll(epoch string, head uint64) {
+	a.deltas.forget()
 	frame := wire.AppendReset(nil, a.topic, epoch, head)
 	for _, s := range a.subs.all() {
 		if s.latest {
@@ -622,7 +573,15 @@ func (a *relayActor) onDelivery(c actor.Context, d *actorpb.Delivery) {
 	}
 	frames := d.Frames[a.lastSeq+1-d.FirstSeq:]
 	a.lastSeq = last
+	savedBased, savedFresh, deltas := a.deltas.prepare(a.topic, a.epoch, frames)
+	saved := 0
 	for _, s := range a.subs.all() {
+		if s.delta && deltas {
+			fs, n := a.deltas.framesFor(s, savedBased, savedFresh)
+			saved += n
+			_ = s.conn.Session.WriteMany(fs) // a failed write closes the session itself
+			continue
+		}
 		if s.datagram {
 			if ds, ok := s.conn.Session.(transport.DatagramSession); ok {
 				// Latest wins: only the newest frame of the batch matters.
@@ -641,10 +600,14 @@ func (a *relayActor) onDelivery(c actor.Context, d *actorpb.Delivery) {
 			_ = s.conn.Session.WriteMany(frames)
 		}
 	}
+	if saved > 0 {
+		a.cfg.Metrics.DeltaBytesSaved.Add(uint64(saved))
+	}
 }
 
 func (a *relayActor) onUnsubscribe(c actor.Context, msg *relayUnsubscribe) {
-	if _, removed := a.subs.remove(msg.conn); removed {
+	if sub, removed := a.subs.remove(msg.conn); removed {
+		a.deltas.removed(sub)
 		a.cfg.Metrics.Subscribed(msg.conn.Session.Info().Transport, a.topic, -1)
 	} else {
 		for tag, p := range a.pending {

@@ -463,10 +463,35 @@ func (c *Client) onMsg(cn *conn, f *serverFrame, dgram bool) {
 			c.disp.event(Event{Kind: EventGap, Topic: s.topic, Epoch: s.epoch, Seq: s.seq})
 		}
 	}
+	if s.delta || f.Delta {
+		if !c.applyDeltaLocked(cn, s, f) {
+			return
+		}
+	}
 	s.hasPos, s.epoch, s.seq = true, f.Epoch, f.Seq
 	c.disp.push(delivery{sub: s, msg: Message{
 		Topic: f.Topic, Epoch: f.Epoch, Seq: f.Seq, TS: time.UnixMilli(f.TS), Data: f.Data, Frame: f.raw,
 	}})
+}
+
+// applyDeltaLocked turns f's data into the message's own when it came as a
+// delta, and keeps it as the base of the next. A delta that does not apply
+// to the base drops the connection: the next one recovers the message
+// whole from the last one delivered. c.mu must be held.
+func (c *Client) applyDeltaLocked(cn *conn, s *Subscription, f *serverFrame) bool {
+	if f.Delta {
+		data, err := applyDelta(s.base, f.Data, c.cfg.MaxReadBytes)
+		if err != nil {
+			err = fmt.Errorf("topicast: %s seq %d: %w", f.Topic, f.Seq, err)
+			c.disp.event(Event{Kind: EventError, Topic: s.topic, Epoch: f.Epoch, Seq: f.Seq, Err: err})
+			s.base, s.activeOn = nil, nil // nothing more from cn for s: it resubscribes
+			go cn.fail(err)
+			return false
+		}
+		f.Data = data
+	}
+	s.base = f.Data
+	return true
 }
 
 // onReset records a topic's new epoch and tells the application.
@@ -589,7 +614,7 @@ func (c *Client) sendSubLocked(cn *conn, s *Subscription) {
 		since = &wire.Position{Epoch: s.epoch, Seq: s.seq}
 	}
 	cn.enqueue(wire.AppendSubCommand(nil, &wire.Command{Op: wire.OpSub, ID: id, Topic: s.topic, Since: since,
-		Datagram: s.datagram, Latest: s.latest}))
+		Datagram: s.datagram, Latest: s.latest, Delta: s.delta}))
 }
 
 // retrySubs sends again the subscriptions the server refused for a while.

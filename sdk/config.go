@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/topicast/topicast/transport/wire"
 )
 
 // Defaults of Config.
@@ -19,7 +21,7 @@ const (
 	DefaultWriteTimeout   = 10 * time.Second
 	DefaultPingAfter      = 25 * time.Second
 	DefaultSilenceTimeout = 60 * time.Second
-	DefaultMaxMessage     = 65536
+	DefaultMaxMessage     = wire.DefaultMaxMessage // the server's default --max-message
 	DefaultMaxReadBytes   = 64 << 20
 )
 
@@ -52,8 +54,18 @@ type Config struct {
 	CertHash string
 	// KeepFrames sets Message.Frame, the msg frame exactly as the server
 	// sent it, for tools that pass frames on unchanged. It costs a copy of
-	// every frame.
+	// every frame. (With Delta, a message that came as a delta keeps the
+	// delta frame.)
 	KeepFrames bool
+	// Delta asks the server for fossil deltas ("delta":"fossil", protocol
+	// 1.1) on every subscription except Datagram and Latest ones: a message
+	// whose data differs little from the one before travels as the
+	// difference. The client rebuilds each message's data before handing
+	// it over, so handlers see no difference; it keeps the last data of
+	// each such subscription. A delta that does not apply (it cannot happen
+	// with a conforming server) is reported as an EventError, and the
+	// client reconnects and recovers the message whole.
+	Delta bool
 
 	// MinBackoff and MaxBackoff bound the wait before a reconnection
 	// attempt: the n-th consecutive attempt waits a random time in

@@ -16,6 +16,7 @@ type serverFrame struct {
 	Seq       uint64 `json:"seq"`
 	TS        int64  `json:"ts"`
 	Recovered *bool  `json:"recovered"`
+	Delta     bool   `json:"delta"`
 	Code      string `json:"code"`
 	Message   string `json:"message"`
 	// Data is copied out of the read buffer by encoding/json.

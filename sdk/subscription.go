@@ -77,6 +77,11 @@ type Subscription struct {
 	datagram bool
 	latest   bool
 	since    bool
+	// delta: the sub asks for deltas (Config.Delta); base is the data of
+	// the last message delivered, which the next delta applies to. Guarded
+	// by c.mu.
+	delta bool
+	base  []byte
 	// closed stops deliveries once Unsubscribe started.
 	closed atomic.Bool
 	// ready is closed when the server answered the first sub; readyErr is
@@ -145,6 +150,7 @@ func (c *Client) Subscribe(ctx context.Context, topic string, handler func(Messa
 	for _, o := range opts {
 		o(s)
 	}
+	s.delta = c.cfg.Delta && !s.datagram && !s.latest
 	if s.datagram && s.since {
 		return nil, errors.New("topicast: a Datagram subscription cannot recover: Since and Datagram do not combine")
 	}

@@ -46,6 +46,13 @@ type NodeMetrics struct {
 	// Conflated counts the messages of latest-value subscriptions that a
 	// newer one replaced in a session's queue before it was written.
 	Conflated atomic.Uint64
+	// DeltaBytesSaved counts the bytes that delta subscriptions were spared:
+	// for each delta frame queued, the full frame's length less its own.
+	DeltaBytesSaved atomic.Uint64
+	// BytesWritten counts the bytes of the frames the outbound writers
+	// wrote to clients (WebSocket, WebTransport streams, SSE; framing and
+	// separators not included).
+	BytesWritten atomic.Uint64
 	// TopicsActive is the number of the node's topic actors running.
 	TopicsActive atomic.Int64
 	// HistoryMessages is the number of messages the node's topic actors
@@ -216,14 +223,16 @@ func (h *LatencyHistogram) Snapshot(s *LatencySnapshot) {
 // design) is counted but not timed. msgBatches is the session's own count of
 // msg batches, owned by its writer.
 func (m *NodeMetrics) countWritten(batch [][]byte, backlog bool, msgBatches *uint64) {
-	var n uint64
+	var n, size uint64
 	var last []byte
 	for _, f := range batch {
+		size += uint64(len(f))
 		if wire.IsMsg(f) {
 			n++
 			last = f
 		}
 	}
+	m.BytesWritten.Add(size)
 	if n == 0 {
 		return
 	}

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/topicast/topicast/transport/wire"
 )
 
 // Defaults of Config.
@@ -43,7 +45,7 @@ const (
 )
 
 // MaxSize is the largest Size: the server's default --max-message.
-const MaxSize = 64 << 10
+const MaxSize = wire.DefaultMaxMessage
 
 // Config describes one bench run. The zero value of every field selects its
 // default; Run works on a copy with the defaults applied.

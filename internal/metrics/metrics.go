@@ -165,6 +165,8 @@ var (
 	descPublishes = prometheus.NewDesc("topicast_publishes_total", "Messages numbered by this node's topic actors (idempotent repeats excluded).", nil, nil)
 	descDeliver   = prometheus.NewDesc("topicast_deliveries_total", "Message frames written to clients (WebSocket, WebTransport streams, SSE).", nil, nil)
 	descConflated = prometheus.NewDesc("topicast_conflated_total", "Messages of latest-value subscriptions replaced by a newer one before they were written.", nil, nil)
+	descWritten   = prometheus.NewDesc("topicast_written_bytes_total", "Bytes of the frames written to clients (WebSocket, WebTransport streams, SSE), framing not included.", nil, nil)
+	descDeltaSave = prometheus.NewDesc("topicast_delta_saved_bytes_total", "Bytes that delta subscriptions were spared: full frame lengths less their delta frames'.", nil, nil)
 	descLatency   = prometheus.NewDesc("topicast_delivery_latency_seconds", "Time from a message's publish to its write to a client, sampled on one written batch in eight per connection (millisecond resolution; recoveries excluded).", nil, nil)
 	descQueue     = prometheus.NewDesc("topicast_outbound_queue_bytes", "Bytes queued for clients and not yet written.", nil, nil)
 	descHistory   = prometheus.NewDesc("topicast_history_messages", "Messages the topic actors of this node retain for recovery.", nil, nil)
@@ -179,7 +181,7 @@ var exportedBoundsUs = []int64{500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 10
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descOpened, descClosed, descSubs, descTopics, descSubTopics,
-		descPublishes, descDeliver, descConflated, descLatency, descQueue, descHistory, descMembers, descInfo} {
+		descPublishes, descDeliver, descConflated, descWritten, descDeltaSave, descLatency, descQueue, descHistory, descMembers, descInfo} {
 		ch <- d
 	}
 }
@@ -206,6 +208,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPublishes, prometheus.CounterValue, float64(pm.Publishes.Load()))
 	ch <- prometheus.MustNewConstMetric(descDeliver, prometheus.CounterValue, float64(pm.Deliveries.Load()))
 	ch <- prometheus.MustNewConstMetric(descConflated, prometheus.CounterValue, float64(pm.Conflated.Load()))
+	ch <- prometheus.MustNewConstMetric(descWritten, prometheus.CounterValue, float64(pm.BytesWritten.Load()))
+	ch <- prometheus.MustNewConstMetric(descDeltaSave, prometheus.CounterValue, float64(pm.DeltaBytesSaved.Load()))
 	ch <- latencyMetric(&pm.Latency)
 	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(st.PendingBytes()))
 	ch <- prometheus.MustNewConstMetric(descHistory, prometheus.GaugeValue, float64(pm.HistoryMessages.Load()))
@@ -245,6 +249,7 @@ type Sample struct {
 	History       int64
 	SlowCloses    uint64
 	Conflated     uint64
+	DeltaSaved    uint64
 	Members       int
 }
 
@@ -263,6 +268,7 @@ func (m *Metrics) Sample() Sample {
 		History:       pm.HistoryMessages.Load(),
 		SlowCloses:    m.SlowConsumerCloses(),
 		Conflated:     pm.Conflated.Load(),
+		DeltaSaved:    pm.DeltaBytesSaved.Load(),
 		Members:       m.cfg.Node.Members(),
 	}
 	pm.Latency.Snapshot(&s.Latency)

@@ -55,7 +55,9 @@ type Stats struct {
 	LatencyWindow      float64 `json:"latency_window_s"`
 	SlowConsumerCloses uint64  `json:"slow_consumer_closes"`
 	// Conflated counts the latest-value messages a newer one replaced.
-	Conflated       uint64 `json:"conflated"`
+	Conflated uint64 `json:"conflated"`
+	// DeltaSaved counts the bytes delta subscriptions were spared.
+	DeltaSaved      uint64 `json:"delta_saved_bytes"`
 	QueueBytes      int64  `json:"queue_bytes"`
 	HistoryMessages int64  `json:"history_messages"`
 	// TopicList holds the topics with the most subscribers on the node.
@@ -89,6 +91,7 @@ func (w *Window) Stats(node string) Stats {
 	st.Publishes, st.Deliveries = cur.Publishes, cur.Deliveries
 	st.SlowConsumerCloses = cur.SlowCloses
 	st.Conflated = cur.Conflated
+	st.DeltaSaved = cur.DeltaSaved
 	st.QueueBytes = cur.QueueBytes
 	st.HistoryMessages = cur.History
 	if n < 2 {

@@ -24,7 +24,9 @@
 // since recovers what came after a position kept from sub.position; "datagram" asks
 // WebTransport for lossy, latest-wins delivery (seq never goes backwards); mode "latest"
 // makes the server keep only the newest undelivered message when the client falls
-// behind (gaps without "gap" events; over SSE only when every topic of the stream asks).
+// behind (gaps without "gap" events; over SSE only when every topic of the stream asks);
+// {delta: "fossil"} asks for messages as fossil deltas of the one before, which the client
+// applies before calling onMessage (WebSocket and WebTransport; SSE sends them whole).
 //
 // Delivery: each subscription's handler gets every message of its topic once, in seq
 // order, across reconnections: the client reconnects with exponential backoff and full
@@ -268,7 +270,7 @@ class Client {
 
   _attach(cn) {
     this._conn = cn;
-    cn.onFrame = (f, datagram) => this._frame(cn, f, datagram);
+    cn.onFrame = (f, datagram, line) => this._frame(cn, f, datagram, line);
     this._emit({ type: "connected", transport: cn.name });
     for (const s of this._subs.values()) this._sendSub(cn, s);
     for (const w of this._waiting.splice(0)) w.send(cn);
@@ -317,6 +319,7 @@ class Client {
     s._sentOn = cn;
     const f = { op: "sub", id, topic: s.topic };
     if (s._latest) f.mode = "latest";
+    if (s._delta) f.delta = "fossil";
     if (s._datagram) {
       if (cn.datagrams) f.delivery = "datagram"; // lossy: no recovery
     } else if (s._pos) {
@@ -325,7 +328,7 @@ class Client {
     cn.send(f);
   }
 
-  _frame(cn, f, datagram) {
+  _frame(cn, f, datagram, line) {
     cn.gotFrame = true;
     cn.lastRead = Date.now();
     switch (f.op) {
@@ -333,7 +336,7 @@ class Client {
         cn.send({ op: "pong" });
         break;
       case "msg":
-        this._onMsg(cn, f, datagram);
+        this._onMsg(cn, f, datagram, line);
         break;
       case "ok":
         this._onReply(cn, f, null);
@@ -353,7 +356,34 @@ class Client {
 
   // _onMsg delivers a message unless it repeats one: a seq at or below the last one
   // delivered in the same epoch (recovery may overlap what was delivered).
-  _onMsg(cn, f, datagram) {
+  //
+  // _applyDelta rebuilds the data of a msg that came as a fossil delta (f.delta) from
+  // the bytes of the message before it, and keeps this message's data bytes as the base of
+  // the next: the bytes as the server sent them (line's tail), never a re-encoding. A delta
+  // that does not apply drops the connection, whose successor recovers the message whole.
+  _applyDelta(cn, s, f, line) {
+    try {
+      if (f.delta) {
+        if (!s._base) throw new Error("a delta came without the message it applies to");
+        s._base = applyDelta(s._base, UTF8.encode(f.data));
+        f.data = JSON.parse(UTF8D.decode(s._base));
+        delete f.delta;
+      } else {
+        // The data is the frame's tail: ...,"data":<data>}
+        const i = line ? line.indexOf(',"data":') : -1;
+        s._base = i < 0 ? null : UTF8.encode(line.slice(i + 8, line.lastIndexOf("}")));
+      }
+      return true;
+    } catch (e) {
+      this._emit({ type: "error", code: "bad_delta", message: `${f.topic} seq ${f.seq}: ${e.message}` });
+      s._base = null;
+      s._activeOn = null; // nothing more from cn for s: it resubscribes on the next connection
+      cn.abort("bad delta");
+      return false;
+    }
+  }
+
+  _onMsg(cn, f, datagram, line) {
     const s = this._subs.get(f.topic);
     if (!s || s._activeOn !== cn) return; // not subscribed (any more, or yet) on cn
     const p = s._pos;
@@ -366,6 +396,7 @@ class Client {
         this._emit({ type: "gap", topic: s.topic, epoch: p.epoch, seq: p.seq });
       }
     }
+    if ((s._delta || f.delta) && !this._applyDelta(cn, s, f, line)) return;
     s._pos = { epoch: f.epoch, seq: f.seq };
     try {
       s._handler({ topic: f.topic, epoch: f.epoch, seq: f.seq, ts: f.ts, data: f.data });
@@ -456,6 +487,8 @@ class Subscription {
     this._handler = handler;
     this._datagram = options.delivery === "datagram";
     this._latest = options.mode === "latest";
+    this._delta = options.delta === "fossil" && !this._latest && !this._datagram;
+    this._base = null; // the data bytes of the last message, which the next delta applies to
     const since = options.since;
     this._pos = since ? { epoch: String(since.epoch), seq: Number(since.seq) } : null;
     this._sentOn = null;
@@ -530,7 +563,7 @@ class BaseConn {
       } catch {
         continue; // not JSON: ignored
       }
-      this.onFrame(f, datagram);
+      this.onFrame(f, datagram, line);
     }
   }
 }
@@ -862,4 +895,110 @@ function withTimeout(promise, ms) {
 function report(e) {
   if (typeof reportError === "function") reportError(e);
   else setTimeout(() => { throw e; });
+}
+
+const UTF8 = new TextEncoder();
+const UTF8D = new TextDecoder();
+
+// --- fossil delta decoder ---
+// applyDelta is the decoder of fossil-delta-js 2.0.0 (npm "fossil-delta"), reduced to what
+// applying a delta needs. Copyright 2014-2024 Dmitry Chestnykh (JavaScript port), 2007
+// D. Richard Hipp (original C version); BSD 2-clause licence, in LICENSE.fossil-delta beside
+// this file (and at https://github.com/dchest/fossil-delta-js).
+
+const FOSSIL_VALUE = [
+  -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+  -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+  -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, -1, -1,
+  -1, -1, -1, -1, -1, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+  24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, -1, -1, -1, -1, 36, -1, 37,
+  38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56,
+  57, 58, 59, 60, 61, 62, -1, -1, -1, 63, -1,
+];
+
+class FossilReader {
+  constructor(a) {
+    this.a = a;
+    this.pos = 0;
+  }
+  haveBytes() {
+    return this.pos < this.a.length;
+  }
+  getByte() {
+    const b = this.a[this.pos];
+    this.pos++;
+    if (this.pos > this.a.length) throw new RangeError("out of bounds");
+    return b;
+  }
+  getChar() {
+    return String.fromCharCode(this.getByte());
+  }
+  getInt() {
+    let v = 0;
+    let c;
+    while (this.haveBytes() && (c = FOSSIL_VALUE[0x7f & this.getByte()]) >= 0) v = (v << 6) + c;
+    this.pos--;
+    return v >>> 0;
+  }
+}
+
+function fossilChecksum(arr) {
+  let sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0, z = 0, N = arr.length;
+  while (N >= 4) {
+    sum0 = (sum0 + arr[z + 0]) | 0;
+    sum1 = (sum1 + arr[z + 1]) | 0;
+    sum2 = (sum2 + arr[z + 2]) | 0;
+    sum3 = (sum3 + arr[z + 3]) | 0;
+    z += 4;
+    N -= 4;
+  }
+  sum3 = (((((sum3 + (sum2 << 8)) | 0) + (sum1 << 16)) | 0) + (sum0 << 24)) | 0;
+  switch (N) {
+    case 3:
+      sum3 = (sum3 + (arr[z + 2] << 8)) | 0; /* falls through */
+    case 2:
+      sum3 = (sum3 + (arr[z + 1] << 16)) | 0; /* falls through */
+    case 1:
+      sum3 = (sum3 + (arr[z + 0] << 24)) | 0; /* falls through */
+  }
+  return sum3 >>> 0;
+}
+
+// applyDelta returns the bytes (Uint8Array) that delta (Uint8Array) builds from source.
+function applyDelta(source, delta) {
+  let total = 0;
+  const zDelta = new FossilReader(delta);
+  const lenSrc = source.length;
+  const lenDelta = delta.length;
+  const limit = zDelta.getInt();
+  if (zDelta.getChar() !== "\n") throw new Error("size integer not terminated by '\\n'");
+  const out = new Uint8Array(limit);
+  while (zDelta.haveBytes()) {
+    const cnt = zDelta.getInt();
+    switch (zDelta.getChar()) {
+      case "@": {
+        const ofst = zDelta.getInt();
+        if (zDelta.haveBytes() && zDelta.getChar() !== ",") throw new Error("copy command not terminated by ','");
+        if (total + cnt > limit) throw new Error("copy exceeds output file size");
+        if (ofst + cnt > lenSrc) throw new Error("copy extends past end of input");
+        out.set(source.subarray(ofst, ofst + cnt), total);
+        total += cnt;
+        break;
+      }
+      case ":":
+        if (total + cnt > limit) throw new Error("insert command gives an output larger than predicted");
+        if (cnt > lenDelta || zDelta.pos + cnt > lenDelta) throw new Error("insert count exceeds size of delta");
+        out.set(delta.subarray(zDelta.pos, zDelta.pos + cnt), total);
+        total += cnt;
+        zDelta.pos += cnt;
+        break;
+      case ";":
+        if (cnt !== fossilChecksum(out.subarray(0, total))) throw new Error("bad checksum");
+        if (total !== limit) throw new Error("generated size does not match predicted size");
+        return out;
+      default:
+        throw new Error("unknown delta operator");
+    }
+  }
+  throw new Error("unterminated delta");
 }

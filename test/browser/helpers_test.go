@@ -269,6 +269,7 @@ type run struct {
 	InOrder     bool                `json:"inOrder"`
 	Ready       json.RawMessage     `json:"ready"`
 	Extra       map[string][]uint64 `json:"extra"`
+	Datas       []string            `json:"datas"`
 }
 
 // requireSeqs checks that r got seqs 1..n, each once and in order, and that

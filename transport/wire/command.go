@@ -25,6 +25,10 @@ const (
 // DeliveryDatagram asks for live messages as WebTransport datagrams.
 const DeliveryDatagram = "datagram"
 
+// DeltaFossil asks for messages as fossil deltas of the one before, when
+// smaller (PROTOCOL.md 1.1, "delta":"fossil").
+const DeltaFossil = "fossil"
+
 // ModeLatest asks for a latest-value subscription (PROTOCOL.md 1.1): when
 // the client falls behind, only the newest undelivered message waits.
 const ModeLatest = "latest"
@@ -47,6 +51,8 @@ type Command struct {
 	Datagram bool
 	// Latest is true for a sub with "mode":"latest".
 	Latest bool
+	// Delta is true for a sub with "delta":"fossil".
+	Delta bool
 	// Data is the compacted JSON value of a pub.
 	Data []byte
 }
@@ -59,6 +65,7 @@ type rawCommand struct {
 	Since    *rawPosition    `json:"since"`
 	Delivery string          `json:"delivery"`
 	Mode     string          `json:"mode"`
+	Delta    string          `json:"delta"`
 	Data     json.RawMessage `json:"data"`
 }
 
@@ -123,6 +130,16 @@ func DecodeCommand(frame []byte, maxData int) (*Command, error) {
 			cmd.Latest = true
 		default:
 			return fail(CodeBadRequest, `mode must be "latest" or absent`)
+		}
+		switch raw.Delta {
+		case "":
+		case DeltaFossil:
+			if cmd.Latest || cmd.Datagram {
+				return fail(CodeBadRequest, `delta does not combine with mode "latest" or delivery "datagram"`)
+			}
+			cmd.Delta = true
+		default:
+			return fail(CodeBadRequest, `delta must be "fossil" or absent`)
 		}
 	case OpUnsub:
 		if err := ValidateTopic(raw.Topic); err != nil {

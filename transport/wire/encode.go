@@ -27,6 +27,31 @@ func AppendMsg(dst []byte, topic, epoch string, seq uint64, tsMillis int64, data
 	return append(dst, '}')
 }
 
+// AppendDeltaMsg appends the msg frame of a delta subscription
+// (PROTOCOL.md 1.1): "delta":true and, as data, delta (a fossil delta of
+// this message's data against the previous message's) as a JSON string.
+// delta must be valid UTF-8, so that the string holds its bytes as they
+// are: ValidDelta tells.
+func AppendDeltaMsg(dst []byte, topic, epoch string, seq uint64, tsMillis int64, delta []byte) []byte {
+	dst = append(dst, msgHead...)
+	dst = append(dst, topic...)
+	dst = append(dst, epochSep...)
+	dst = append(dst, epoch...)
+	dst = append(dst, seqSep...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, tsSep...)
+	dst = strconv.AppendInt(dst, tsMillis, 10)
+	dst = append(dst, deltaSep...)
+	dst = append(dst, dataSep...)
+	dst = AppendString(dst, string(delta))
+	return append(dst, '}')
+}
+
+// ValidDelta reports whether delta can travel in a JSON string as it is
+// (valid UTF-8): a fossil delta copies literal bytes of the new data, and a
+// copy may cut a character in two.
+func ValidDelta(delta []byte) bool { return utf8.Valid(delta) }
+
 // MsgFrameLen returns the length AppendMsg will add, for sizing buffers.
 func MsgFrameLen(topic, epoch string, seq uint64, data []byte) int {
 	return 64 + len(topic) + len(epoch) + len(data)
@@ -186,6 +211,9 @@ func AppendSubCommand(dst []byte, cmd *Command) []byte {
 	}
 	if cmd.Latest {
 		dst = append(dst, `,"mode":"`+ModeLatest+`"`...)
+	}
+	if cmd.Delta {
+		dst = append(dst, `,"delta":"`+DeltaFossil+`"`...)
 	}
 	return append(dst, '}')
 }

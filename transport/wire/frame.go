@@ -26,6 +26,7 @@ const (
 	epochSep       = `","epoch":"`
 	seqSep         = `","seq":`
 	tsSep          = `,"ts":`
+	deltaSep       = `,"delta":true`
 	dataSep        = `,"data":`
 	okTopicSep     = `,"topic":"`
 	errTopicSep    = `,"topic":`
@@ -117,8 +118,12 @@ type Head struct {
 	Seq   uint64
 	// TS is the publish time in Unix milliseconds (msg only).
 	TS int64
-	// Data is the message's JSON value (msg only).
+	// Data is the message's JSON value (msg only). In a delta frame it is
+	// the JSON string that holds the delta.
 	Data []byte
+	// Delta is set for a msg frame whose data is a fossil delta
+	// (AppendDeltaMsg).
+	Delta bool
 }
 
 // ParseHead parses a msg or reset frame as AppendMsg and AppendReset make
@@ -167,6 +172,9 @@ func ParseHead(frame []byte) (Head, bool) {
 		h.TS = int64(ts)
 	default:
 		return Head{}, false
+	}
+	if hasPrefix(rest, deltaSep) {
+		h.Delta, rest = true, rest[len(deltaSep):]
 	}
 	if !hasPrefix(rest, dataSep) {
 		return Head{}, false

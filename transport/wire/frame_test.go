@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"bytes"
+	"encoding/json"
 	"math"
 	"testing"
 
@@ -34,6 +36,20 @@ func TestFrameRoundTrip(t *testing.T) {
 			_, ok = ParseOK(f)
 			require.False(t, ok)
 		}
+	})
+	t.Run("delta msg", func(t *testing.T) {
+		delta := []byte("2E\n1a@0,3:\"é\\;2Xb1Ow;")
+		require.True(t, ValidDelta(delta))
+		f := AppendDeltaMsg(nil, "t", "e", 5, 7, delta)
+		require.Equal(t, FrameMsg, Kind(f))
+		h, ok := ParseHead(f)
+		require.True(t, ok, "%s", f)
+		require.True(t, h.Delta)
+		require.Equal(t, uint64(5), h.Seq)
+		var got string
+		require.NoError(t, json.Unmarshal(h.Data, &got))
+		require.Equal(t, string(delta), got)
+		require.False(t, ValidDelta([]byte{'a', 0xc3}), "a character cut in two")
 	})
 	t.Run("reset", func(t *testing.T) {
 		f := AppendReset(nil, "t", "e2", 9)
@@ -170,6 +186,7 @@ func FuzzParseHead(f *testing.F) {
 	f.Add(AppendMsg(nil, "t", "e", 0, -1, []byte(`"}"`)))
 	f.Add(AppendReset(nil, "t", "e2", 9))
 	f.Add([]byte(`{"op":"msg","topic":"t","epoch":"e","seq":1,"ts":1,"data":}`))
+	f.Add(AppendDeltaMsg(nil, "t", "e", 2, 1, []byte("9\n5@0,;")))
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		h, ok := ParseHead(frame)
 		if !ok {
@@ -179,6 +196,9 @@ func FuzzParseHead(f *testing.F) {
 		switch h.Kind {
 		case FrameMsg:
 			again = AppendMsg(nil, string(h.Topic), string(h.Epoch), h.Seq, h.TS, h.Data)
+			if h.Delta {
+				again = bytes.Replace(again, []byte(dataSep), []byte(deltaSep+dataSep), 1)
+			}
 		case FrameReset:
 			again = AppendReset(nil, string(h.Topic), string(h.Epoch), h.Seq)
 		default:

@@ -14,6 +14,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		`{"op":"sub","id":1,"topic":"scores"}`,
 		`{"op":"sub","id":1,"topic":"s","since":{"epoch":"e","seq":41},"delivery":"datagram"}`,
 		`{"op":"sub","id":1,"topic":"s","mode":"latest"}`,
+		`{"op":"sub","id":1,"topic":"s","delta":"fossil"}`,
 		`{"op":"pub","id":3,"topic":"chat","data":{"a":[1,2,{"b":null}]}}`,
 		`{"op":"hello","token":"x"}`, `{"op":"ping"}`, `{"op":`, `[]`, `{"id":-1}`,
 	} {

@@ -22,6 +22,7 @@ func TestDecodeCommand(t *testing.T) {
 			&Command{Op: OpSub, ID: 1, Topic: "s", Since: &Position{Epoch: "e", Seq: 41}}, 0, 0},
 		{"sub datagram", `{"op":"sub","id":1,"topic":"pos","delivery":"datagram"}`, &Command{Op: OpSub, ID: 1, Topic: "pos", Datagram: true}, 0, 0},
 		{"sub latest", `{"op":"sub","id":1,"topic":"cpu","mode":"latest"}`, &Command{Op: OpSub, ID: 1, Topic: "cpu", Latest: true}, 0, 0},
+		{"sub delta", `{"op":"sub","id":1,"topic":"board","delta":"fossil"}`, &Command{Op: OpSub, ID: 1, Topic: "board", Delta: true}, 0, 0},
 		{"unknown fields ignored", `{"op":"ping","x":{"y":[1]}}`, &Command{Op: OpPing}, 0, 0},
 		{"pub compacts", `{"op":"pub","id":3,"topic":"chat","data":{ "b" : 1, "a" : [ 1 ] }}`,
 			&Command{Op: OpPub, ID: 3, Topic: "chat", Data: []byte(`{"b":1,"a":[1]}`)}, 0, 0},
@@ -39,6 +40,9 @@ func TestDecodeCommand(t *testing.T) {
 		{"seq overflow", `{"op":"sub","id":4,"topic":"a","since":{"epoch":"e","seq":18446744073709551616}}`, nil, CodeBadRequest, 4},
 		{"bad delivery", `{"op":"sub","id":4,"topic":"a","delivery":"pigeon"}`, nil, CodeBadRequest, 4},
 		{"bad mode", `{"op":"sub","id":4,"topic":"a","mode":"all"}`, nil, CodeBadRequest, 4},
+		{"bad delta", `{"op":"sub","id":4,"topic":"a","delta":"xdelta"}`, nil, CodeBadRequest, 4},
+		{"delta with latest", `{"op":"sub","id":4,"topic":"a","delta":"fossil","mode":"latest"}`, nil, CodeBadRequest, 4},
+		{"delta with datagram", `{"op":"sub","id":4,"topic":"a","delta":"fossil","delivery":"datagram"}`, nil, CodeBadRequest, 4},
 		{"mode not a string", `{"op":"sub","id":4,"topic":"a","mode":1}`, nil, CodeBadRequest, 0},
 		{"pub without data", `{"op":"pub","id":5,"topic":"a"}`, nil, CodeBadRequest, 5},
 		{"pub too large", `{"op":"pub","id":5,"topic":"a","data":"` + strings.Repeat("x", 100) + `"}`, nil, CodeTooLarge, 5},
@@ -237,6 +241,7 @@ func TestAppendSubCommandRoundTrip(t *testing.T) {
 		{Op: OpSub, ID: 1, Topic: "a"},
 		{Op: OpSub, ID: 2, Topic: "b.c", Since: &Position{Epoch: "e\"1", Seq: 41}},
 		{Op: OpSub, ID: 3, Topic: "d", Datagram: true, Latest: true},
+		{Op: OpSub, ID: 4, Topic: "e", Delta: true},
 	} {
 		got, err := DecodeCommand(AppendSubCommand(nil, cmd), 0)
 		require.NoError(t, err)

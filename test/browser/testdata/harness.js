@@ -42,7 +42,7 @@ function newRun(name, api, topic, dgTopic) {
     name, api, topic, dgTopic: dgTopic || "", transport: "",
     seqs: [], ns: [], dg: [], streamDg: [], ids: [],
     events: [], disconnects: [], connects: 0, inOrder: true, ready: null, close: () => {},
-    subs: {}, extra: {},
+    subs: {}, extra: {}, datas: [],
   };
   runs.set(name, r);
   schedule();
@@ -75,7 +75,7 @@ function summary(r) {
   return {
     transport: r.transport, seqs: r.seqs, ns: r.ns, dg: r.dg, streamDg: r.streamDg, ids: r.ids,
     events: r.events, disconnects: r.disconnects, connects: r.connects, inOrder: r.inOrder, ready: r.ready,
-    extra: r.extra,
+    extra: r.extra, datas: r.datas,
   };
 }
 
@@ -215,7 +215,10 @@ window.T = {
     });
     r.client = client;
     r.transport = client.transport;
-    const sub = client.subscribe(opts.topic, (m) => record(r, m, false), { since: opts.since });
+    const sub = client.subscribe(opts.topic, (m) => {
+      if (opts.delta) r.datas.push(JSON.stringify(m.data));
+      record(r, m, false);
+    }, { since: opts.since, delta: opts.delta ? "fossil" : undefined });
     r.subs[opts.topic] = sub;
     await sub.ready;
     if (opts.dgTopic) await client.subscribe(opts.dgTopic, (m) => record(r, m, true), { delivery: "datagram" }).ready;

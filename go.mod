@@ -7,6 +7,7 @@ require (
 	github.com/asynkron/protoactor-go v0.0.0-20240822202345-3c0e61ca19c9
 	github.com/centrifugal/fdelta v0.0.3
 	github.com/gobwas/ws v1.5.0
+	github.com/goccy/go-yaml v1.19.2
 	github.com/quic-go/quic-go v0.64.1
 	github.com/quic-go/webtransport-go v0.13.0
 	github.com/stretchr/testify v1.12.1

@@ -61,6 +61,7 @@ Usage:
   topicast sub [flags] TOPIC...     print the messages of topics
   topicast bench [flags]            measure a server under load
   topicast token [flags]            print a client token (JWT) for --token-secret
+  topicast config check FILE        validate a serve config file and print the settings in force
 
 Run "topicast COMMAND -h" for the flags of a command.
 `
@@ -93,6 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "token":
 		return runToken(args[1:], stdout, stderr)
+	case "config":
+		return runConfig(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -100,6 +103,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return &exitError{2, fmt.Errorf("unknown command %q", args[0])}
 	}
+}
+
+// runConfig is `topicast config check FILE`: it reads FILE (and the
+// TOPICAST_* environment) as serve would and prints the settings in force,
+// or the file's errors with their lines (exit code 2).
+func runConfig(args []string, stdout, stderr io.Writer) error {
+	if len(args) != 2 || args[0] != "check" {
+		return &exitError{2, errors.New("usage: topicast config check FILE")}
+	}
+	m := NewMain(stdout, stderr)
+	if err := m.ParseFlags([]string{"--config", args[1]}); err != nil {
+		var e *exitError
+		if errors.As(err, &e) {
+			return err
+		}
+		return &exitError{2, err}
+	}
+	printConfig(stdout, m.fs)
+	return nil
 }
 
 // stringList is a repeatable string flag.

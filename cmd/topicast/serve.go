@@ -31,13 +31,17 @@ type Main struct {
 	logFormat string
 	logLevel  string
 	onEvicted string
+	// fs holds the flags once parsed (for config check).
+	fs *flag.FlagSet
+	// lookupEnv reads the environment (TOPICAST_* variables); tests swap it.
+	lookupEnv func(string) (string, bool)
 
 	srv *server.Server
 }
 
 // NewMain returns a serve command writing to stdout and stderr.
 func NewMain(stdout, stderr io.Writer) *Main {
-	return &Main{stdout: stdout, stderr: stderr}
+	return &Main{stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
 }
 
 // ParseFlags reads the serve flags into the server's config.
@@ -48,6 +52,9 @@ func (m *Main) ParseFlags(args []string) error {
 	var tokenSecret, tokenSecretFile string
 	fs := flag.NewFlagSet("topicast serve", flag.ContinueOnError)
 	fs.SetOutput(m.stderr)
+	m.fs = fs
+	var configPath string
+	fs.StringVar(&configPath, "config", "", "YAML file of settings: flag names without dashes as keys (the command line and TOPICAST_<FLAG> environment variables override it)")
 	fs.StringVar(&c.HTTPAddr, "http", "127.0.0.1:8080", "HTTP listen address (WebSocket, publish API, page)")
 	fs.StringVar(&c.Node.ClusterAddr, "cluster-addr", cluster.DefaultClusterAddr, "host:port of the node's cluster (protoactor remote) endpoint")
 	fs.StringVar(&c.Node.Name, "node", "", "node name (default: made from the cluster address)")
@@ -87,6 +94,13 @@ func (m *Main) ParseFlags(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
 	}
+	sources, err := applyEnvAndFile(fs, configPath, m.lookupEnv)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	if err := m.check(sources); err != nil {
+		return &exitError{2, err}
+	}
 	fs.Visit(func(f *flag.Flag) { m.gc.given = m.gc.given || f.Name == "gc-percent" })
 	if _, _, err := m.gc.resolve(os.LookupEnv); err != nil {
 		return err
@@ -95,9 +109,6 @@ func (m *Main) ParseFlags(args []string) error {
 		return fmt.Errorf("--on-evicted must be restart or exit, got %q", m.onEvicted)
 	}
 	c.Node.Peers, c.Node.Etcd = splitList(peers), splitList(etcdURLs)
-	if c.Node.Topic.HistorySize < 0 || c.Node.MaxMessage <= 0 || c.MaxQueue <= 0 || c.Node.Topic.HistoryTTL <= 0 {
-		return errors.New("--history-size must be >= 0; --max-message, --max-queue and --history-ttl > 0")
-	}
 	if c.Node.Topic.HistorySize == 0 {
 		// 0 on the command line keeps none, as 0 does for the other limits
 		// of serve; in actors.TopicConfig (and redisstore.Config) 0 means
@@ -129,6 +140,42 @@ func (m *Main) ParseFlags(args []string) error {
 	return nil
 }
 
+// check refuses settings no node can run with, naming where each came
+// from (the environment variable, or the config file and line).
+func (m *Main) check(sources map[string]string) error {
+	c := &m.cfg
+	var errs []error
+	bad := func(name, want string) {
+		where := ""
+		if src, ok := sources[name]; ok {
+			where = " (set by " + src + ")"
+		}
+		errs = append(errs, fmt.Errorf("--%s must be %s, got %s%s", name, want, m.fs.Lookup(name).Value, where))
+	}
+	if c.Node.Topic.HistorySize < 0 {
+		bad("history-size", ">= 0")
+	}
+	if c.Node.MaxMessage <= 0 {
+		bad("max-message", "> 0")
+	}
+	if c.MaxQueue <= 0 {
+		bad("max-queue", "> 0")
+	}
+	if c.Node.Topic.HistoryTTL <= 0 {
+		bad("history-ttl", "> 0")
+	}
+	if c.Guard.HelloTimeout <= 0 {
+		bad("hello-timeout", "> 0")
+	}
+	if c.Guard.CommandBurst <= 0 {
+		bad("command-burst", "> 0")
+	}
+	if c.PublishBurst <= 0 {
+		bad("publish-burst", "> 0")
+	}
+	return errors.Join(errs...)
+}
+
 // limits checks the guard's flags and reads the token secret. On the
 // command line 0 disables a limit; in the config it means the default.
 func (m *Main) limits(secret, secretFile string) error {
@@ -147,9 +194,6 @@ func (m *Main) limits(secret, secretFile string) error {
 		}
 	}
 	c.Guard.TokenSecret = []byte(secret)
-	if c.Guard.HelloTimeout <= 0 || c.Guard.CommandBurst <= 0 || c.PublishBurst <= 0 {
-		return errors.New("--hello-timeout, --command-burst and --publish-burst must be > 0")
-	}
 	if c.Guard.MaxConns <= 0 {
 		c.Guard.MaxConns = -1
 	}

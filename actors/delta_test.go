@@ -104,7 +104,6 @@ func TestDeltaOnlyWhenSmaller(t *testing.T) {
 	}
 }
 
-
 // FuzzDeltaFrame: for any two data, the delta frame the relay would send
 // (when it sends one) carries a delta that rebuilds the second from the
 // first, through the JSON string a client decodes.

@@ -26,7 +26,9 @@ type ConnConfig struct {
 	RequestTimeout time.Duration
 	// OnClosed, if set, is called when a connection actor stops.
 	OnClosed func(info *transport.SessionInfo, cause error)
-	Logger   *slog.Logger
+	// Namespaces may forbid subscription options and clients' pub.
+	Namespaces Namespaces
+	Logger     *slog.Logger
 }
 
 func (c ConnConfig) withDefaults() ConnConfig {
@@ -289,6 +291,10 @@ func (a *connActor) onSub(cmd *wire.Command) {
 		a.fail(cmd.ID, wire.CodeBadRequest, "too many subscriptions: at most "+strconv.Itoa(n)+" per connection")
 		return
 	}
+	if e := a.conns.cfg.Namespaces.checkSub(cmd); e != nil {
+		a.write(wire.AppendError(nil, e))
+		return
+	}
 	if cmd.Datagram {
 		if _, ok := a.sess.(transport.DatagramSession); !ok {
 			a.fail(cmd.ID, wire.CodeBadRequest, "datagram delivery needs WebTransport")
@@ -324,6 +330,10 @@ func (a *connActor) onPub(cmd *wire.Command) {
 	}
 	if !a.auth.allowPub(cmd.Topic) {
 		a.fail(cmd.ID, wire.CodeForbidden, "the token does not allow publishing to "+cmd.Topic)
+		return
+	}
+	if ok, n := a.conns.cfg.Namespaces.clientPublish(cmd.Topic); !ok {
+		a.fail(cmd.ID, wire.CodeForbidden, "the namespace "+n.Pattern+" does not allow clients to publish")
 		return
 	}
 	if !a.pubs.push(queuedPub{id: cmd.ID, topic: cmd.Topic, data: cmd.Data}) {

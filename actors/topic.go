@@ -60,6 +60,8 @@ type TopicConfig struct {
 	Metrics *transport.NodeMetrics
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Namespaces may give topics other history options than the above.
+	Namespaces Namespaces
 }
 
 func (c TopicConfig) withDefaults() TopicConfig {
@@ -124,7 +126,9 @@ func NewNamedTopicProps(cfg TopicConfig, name string, onStop func(name string, p
 		opts = append(opts, actor.WithDispatcher(actor.NewSynchronizedDispatcher(topicThroughput)))
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &topicActor{cfg: cfg, onStop: onStop, name: name}
+		a := &topicActor{cfg: cfg, onStop: onStop}
+		a.setName(name)
+		return a
 	}, opts...)
 }
 
@@ -228,9 +232,13 @@ func (a *topicActor) onStarted(c actor.Context) {
 	}
 }
 
+// setName names the topic the actor is for, once, and applies its
+// namespace's history options (nothing is stored before it has a name).
 func (a *topicActor) setName(topic string) {
-	if a.name == "" {
+	if a.name == "" && topic != "" {
 		a.name = topic
+		a.cfg = a.cfg.forTopic(topic)
+		a.hist.max = a.cfg.HistorySize
 	}
 }
 

@@ -265,11 +265,21 @@ func newStore(cfg Config) (closableStore, error) {
 	if ttl == 0 {
 		ttl = actors.DefaultHistoryTTL
 	}
+	size := cfg.Topic.HistorySize
+	if size == 0 {
+		size = actors.DefaultHistorySize
+	}
+	// The store's bounds are caps for every topic: the largest any
+	// namespace asks for. Each topic actor trims its own stream to its
+	// namespace's size and age (the minSeq of Append and Trim).
+	for _, n := range cfg.Topic.Namespaces {
+		size, ttl = max(size, n.HistorySize), max(ttl, n.HistoryTTL)
+	}
 	keyTTL := cfg.Topic.KeyTTL
 	if keyTTL == 0 {
 		keyTTL = actors.DefaultKeyTTL
 	}
-	s, err := redisstore.New(redisstore.Config{URL: cfg.Redis, HistorySize: cfg.Topic.HistorySize, HistoryTTL: ttl, KeyTTL: keyTTL})
+	s, err := redisstore.New(redisstore.Config{URL: cfg.Redis, HistorySize: size, HistoryTTL: ttl, KeyTTL: keyTTL})
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}

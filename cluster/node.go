@@ -154,6 +154,9 @@ type Node struct {
 // New configures a node; Start starts it.
 func New(cfg Config) (*Node, error) {
 	cfg = cfg.withDefaults()
+	if err := cfg.Topic.Namespaces.Validate(); err != nil {
+		return nil, err
+	}
 	host, portStr, err := net.SplitHostPort(cfg.ClusterAddr)
 	if err != nil {
 		return nil, fmt.Errorf("cluster address %q: %w", cfg.ClusterAddr, err)
@@ -209,7 +212,8 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	n.conns = actors.NewConns(system, n, n.relays, actors.ConnConfig{
-		MaxMessage:     cfg.MaxMessage,
+		MaxMessage:     cfg.Topic.Namespaces.MaxMessage(cfg.MaxMessage),
+		Namespaces:     cfg.Topic.Namespaces,
 		RequestTimeout: cfg.RequestTimeout,
 		OnClosed:       cfg.OnConnClosed,
 		Logger:         cfg.Logger,
@@ -409,6 +413,14 @@ var _ actors.Publisher = (*Node)(nil)
 func (n *Node) Publish(ctx context.Context, items []wire.PublishItem) ([]wire.PublishResult, error) {
 	if err := n.unavailable(); err != nil {
 		return nil, err
+	}
+	// The decoders allowed the largest max_message of all; each topic's own
+	// applies here, on the one path of every publish. A batch is refused
+	// whole.
+	for _, it := range items {
+		if e := n.cfg.Topic.Namespaces.CheckPublish(it.Topic, it.Data, n.cfg.MaxMessage); e != nil {
+			return nil, e
+		}
 	}
 	n.publishing.RLock()
 	defer n.publishing.RUnlock()

@@ -7,10 +7,15 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/topicast/topicast/actors"
+	"github.com/topicast/topicast/transport/auth"
 )
 
 // envPrefix names the environment variables that set serve's flags:
@@ -40,7 +45,9 @@ func envName(name string) string {
 // names (without dashes) to values, lists for repeatable flags. Errors name
 // the file and line. The returned sources tell, for each flag set by the
 // environment or the file, where (for later errors about its value).
-func applyEnvAndFile(fs *flag.FlagSet, path string, lookupEnv func(string) (string, bool)) (sources map[string]string, err error) {
+//
+// The file's namespaces key (PROTOCOL.md 1.1) is parsed into namespaces.
+func applyEnvAndFile(fs *flag.FlagSet, path string, lookupEnv func(string) (string, bool)) (sources map[string]string, namespaces actors.Namespaces, err error) {
 	set := make(map[string]bool)
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	sources = make(map[string]string)
@@ -67,16 +74,23 @@ func applyEnvAndFile(fs *flag.FlagSet, path string, lookupEnv func(string) (stri
 		}
 	})
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if path == "" {
-		return sources, nil
+		return sources, nil, nil
 	}
 	entries, err := readConfigFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, e := range entries {
+		if e.key == "namespaces" {
+			namespaces, err = parseNamespaces(path, e)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		f := fs.Lookup(e.key)
 		switch {
 		case f == nil || e.key == "config":
@@ -95,7 +109,97 @@ func applyEnvAndFile(fs *flag.FlagSet, path string, lookupEnv func(string) (stri
 			}
 		}
 	}
-	return sources, errors.Join(errs...)
+	return sources, namespaces, errors.Join(errs...)
+}
+
+// parseNamespaces reads the namespaces key: a list of mappings, each with a
+// pattern and options (PROTOCOL.md 1.1). In the file, history_size 0 keeps
+// no history (as --history-size 0 does); a missing option takes the node's
+// setting.
+func parseNamespaces(path string, e configEntry) (actors.Namespaces, error) {
+	seq, ok := e.node.(*ast.SequenceNode)
+	if !ok {
+		return nil, fmt.Errorf("%s:%d: namespaces must be a list of mappings (- pattern: ...)", path, e.line)
+	}
+	var out actors.Namespaces
+	var errs []error
+	for i, item := range seq.Values {
+		fail := func(n ast.Node, format string, args ...any) {
+			errs = append(errs, fmt.Errorf("%s:%d: namespace %d: %s", path, line(n), i+1, fmt.Sprintf(format, args...)))
+		}
+		m, ok := item.(*ast.MappingNode)
+		if !ok {
+			if mv, single := item.(*ast.MappingValueNode); single {
+				m = &ast.MappingNode{Values: []*ast.MappingValueNode{mv}}
+			} else {
+				fail(item, "must be a mapping with a pattern and options")
+				continue
+			}
+		}
+		var ns actors.Namespace
+		for _, mv := range m.Values {
+			key, _ := scalar(mv.Key)
+			val, isScalar := scalar(mv.Value)
+			if !isScalar {
+				fail(mv.Key, "%s must be a single value", key)
+				continue
+			}
+			intVal := func(min int) int {
+				n, err := strconv.Atoi(val)
+				if err != nil || n < min {
+					fail(mv.Key, "%s must be an integer >= %d, got %q", key, min, val)
+				}
+				return n
+			}
+			boolVal := func() *bool {
+				b, err := strconv.ParseBool(val)
+				if err != nil {
+					fail(mv.Key, "%s must be true or false, got %q", key, val)
+				}
+				return &b
+			}
+			switch key {
+			case "pattern":
+				if err := auth.ValidatePattern(val); err != nil || val == "" {
+					fail(mv.Key, "pattern %q is not a topic name or a prefix followed by \"*\"", val)
+				}
+				ns.Pattern = val
+			case "history_size":
+				if ns.HistorySize = intVal(0); ns.HistorySize == 0 {
+					ns.HistorySize = -1 // none; 0 in actors.Namespace means the node's
+				}
+			case "history_ttl":
+				d, err := time.ParseDuration(val)
+				if err != nil || d <= 0 {
+					fail(mv.Key, "history_ttl must be a positive duration (30s, 10m), got %q", val)
+				}
+				ns.HistoryTTL = d
+			case "max_message":
+				ns.MaxMessage = intVal(1)
+			case "latest":
+				ns.Latest = boolVal()
+			case "delta":
+				ns.Delta = boolVal()
+			case "datagram":
+				ns.Datagram = boolVal()
+			case "client_publish":
+				ns.ClientPublish = boolVal()
+			case "presence", "join_leave":
+				// Presence is not built yet: a file that asks for it must
+				// not start a node that silently ignores it.
+				if b := boolVal(); *b {
+					fail(mv.Key, "%s is not supported by this version of topicast", key)
+				}
+			default:
+				fail(mv.Key, "unknown option %q (pattern, history_size, history_ttl, max_message, latest, delta, datagram, client_publish)", key)
+			}
+		}
+		if ns.Pattern == "" {
+			fail(item, "a namespace needs a pattern")
+		}
+		out = append(out, ns)
+	}
+	return out, errors.Join(errs...)
 }
 
 // configEntry is one key of a config file.
@@ -104,6 +208,8 @@ type configEntry struct {
 	line   int
 	values []string
 	list   bool
+	// node is the value of the namespaces key.
+	node ast.Node
 }
 
 // readConfigFile parses the YAML config file at path into its keys, in
@@ -141,6 +247,11 @@ func readConfigFile(path string) ([]configEntry, error) {
 			continue
 		}
 		e := configEntry{key: key, line: line(mv.Key)}
+		if key == "namespaces" {
+			e.node = mv.Value
+			entries = append(entries, e)
+			continue
+		}
 		switch v := mv.Value.(type) {
 		case *ast.SequenceNode:
 			e.list = true
@@ -213,6 +324,37 @@ func printConfig(w io.Writer, fs *flag.FlagSet) {
 			}
 		default:
 			fmt.Fprintf(w, "%s: %q\n", name, f.Value.String())
+		}
+	}
+}
+
+// printNamespaces writes ns as the namespaces key of a config file.
+func printNamespaces(w io.Writer, ns actors.Namespaces) {
+	if len(ns) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "namespaces:")
+	for _, n := range ns {
+		fmt.Fprintf(w, "  - pattern: %q\n", n.Pattern)
+		switch {
+		case n.HistorySize < 0:
+			fmt.Fprintln(w, "    history_size: 0")
+		case n.HistorySize > 0:
+			fmt.Fprintf(w, "    history_size: %d\n", n.HistorySize)
+		}
+		if n.HistoryTTL > 0 {
+			fmt.Fprintf(w, "    history_ttl: %s\n", n.HistoryTTL)
+		}
+		if n.MaxMessage > 0 {
+			fmt.Fprintf(w, "    max_message: %d\n", n.MaxMessage)
+		}
+		for _, o := range []struct {
+			name string
+			v    *bool
+		}{{"latest", n.Latest}, {"delta", n.Delta}, {"datagram", n.Datagram}, {"client_publish", n.ClientPublish}} {
+			if o.v != nil {
+				fmt.Fprintf(w, "    %s: %v\n", o.name, *o.v)
+			}
 		}
 	}
 }

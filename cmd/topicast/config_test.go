@@ -129,3 +129,60 @@ func TestConfigCheck(t *testing.T) {
 	require.Equal(t, 2, exitCode(err))
 	require.Equal(t, 2, exitCode(runConfig(nil, io.Discard, io.Discard)))
 }
+
+// Every namespace option reads into the node's config; bad namespaces stop
+// serve with their line.
+func TestConfigNamespaces(t *testing.T) {
+	file := writeConfig(t, `namespaces:
+  - pattern: "metrics.*"
+    history_size: 0
+    client_publish: false
+    latest: true
+  - pattern: board.*
+    history_size: 100
+    history_ttl: 30m
+    max_message: 262144
+    delta: false
+    datagram: false
+    presence: false
+`)
+	m, err := parseWith(nil, "--config", file)
+	require.NoError(t, err)
+	ns := m.cfg.Node.Topic.Namespaces
+	require.Len(t, ns, 2)
+	require.Equal(t, "metrics.*", ns[0].Pattern)
+	require.Equal(t, -1, ns[0].HistorySize, "0 in the file keeps none")
+	require.False(t, *ns[0].ClientPublish)
+	require.True(t, *ns[0].Latest)
+	require.Nil(t, ns[0].Delta)
+	require.Equal(t, 100, ns[1].HistorySize)
+	require.Equal(t, 30*time.Minute, ns[1].HistoryTTL)
+	require.Equal(t, 262144, ns[1].MaxMessage)
+	require.False(t, *ns[1].Delta)
+	require.False(t, *ns[1].Datagram)
+
+	var out bytes.Buffer
+	require.NoError(t, runConfig([]string{"check", file}, &out, io.Discard))
+	require.Contains(t, out.String(), "namespaces:\n  - pattern: \"metrics.*\"\n    history_size: 0\n    latest: true\n    client_publish: false\n")
+	again, err := parseWith(nil, "--config", writeConfig(t, out.String()))
+	require.NoError(t, err)
+	require.Equal(t, ns, again.cfg.Node.Topic.Namespaces, "config check prints what reads back")
+
+	for _, tc := range []struct{ name, text, want string }{
+		{"not a list", "namespaces: 3\n", "topicast.yaml:1: namespaces must be a list"},
+		{"no pattern", "namespaces:\n  - history_size: 3\n", "namespace 1: a namespace needs a pattern"},
+		{"bad pattern", "namespaces:\n  - pattern: a*b\n", `topicast.yaml:2: namespace 1: pattern "a*b"`},
+		{"unknown option", "namespaces:\n  - pattern: a\n    histroy_size: 3\n", `topicast.yaml:3: namespace 1: unknown option "histroy_size"`},
+		{"negative size", "namespaces:\n  - pattern: a\n  - pattern: b\n    history_size: -1\n", "topicast.yaml:4: namespace 2: history_size must be an integer >= 0"},
+		{"wrong type", "namespaces:\n  - pattern: a\n    latest: sometimes\n", `topicast.yaml:3: namespace 1: latest must be true or false, got "sometimes"`},
+		{"bad ttl", "namespaces:\n  - pattern: a\n    history_ttl: -5s\n", "topicast.yaml:3: namespace 1: history_ttl must be a positive duration"},
+		{"zero max message", "namespaces:\n  - pattern: a\n    max_message: 0\n", "topicast.yaml:3: namespace 1: max_message must be an integer >= 1"},
+		{"presence", "namespaces:\n  - pattern: room.*\n    presence: true\n", "topicast.yaml:3: namespace 1: presence is not supported"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseWith(nil, "--config", writeConfig(t, tc.text))
+			require.ErrorContains(t, err, tc.want)
+			require.Equal(t, 2, exitCode(err))
+		})
+	}
+}

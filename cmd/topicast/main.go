@@ -121,6 +121,7 @@ func runConfig(args []string, stdout, stderr io.Writer) error {
 		return &exitError{2, err}
 	}
 	printConfig(stdout, m.fs)
+	printNamespaces(stdout, m.cfg.Node.Topic.Namespaces)
 	return nil
 }
 

@@ -94,10 +94,11 @@ func (m *Main) ParseFlags(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
 	}
-	sources, err := applyEnvAndFile(fs, configPath, m.lookupEnv)
+	sources, namespaces, err := applyEnvAndFile(fs, configPath, m.lookupEnv)
 	if err != nil {
 		return &exitError{2, err}
 	}
+	c.Node.Topic.Namespaces = namespaces
 	if err := m.check(sources); err != nil {
 		return &exitError{2, err}
 	}

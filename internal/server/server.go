@@ -194,7 +194,7 @@ func (s *Server) sessionWiring() wiring {
 		accept:     s.guard.Wrap(countAccept(s.logger, s.metrics, s.node.Accept)),
 		state:      state,
 		origins:    transport.NewOriginPolicy(s.cfg.AllowedOrigins),
-		maxMessage: cmp.Or(s.cfg.Node.MaxMessage, wire.DefaultMaxMessage),
+		maxMessage: s.cfg.Node.Topic.Namespaces.MaxMessage(cmp.Or(s.cfg.Node.MaxMessage, wire.DefaultMaxMessage)),
 	}
 }
 
@@ -400,6 +400,43 @@ type Info struct {
 	Version      string  `json:"version"`
 	Node         string  `json:"node"`
 	WebTransport *WTInfo `json:"webtransport"`
+	// Namespaces in force, in order (the first whose pattern matches a
+	// topic decides), with every option's effective value.
+	Namespaces []NamespaceInfo `json:"namespaces"`
+}
+
+// NamespaceInfo is one namespace of Info.
+type NamespaceInfo struct {
+	Pattern       string `json:"pattern"`
+	HistorySize   int    `json:"history_size"`
+	HistoryTTL    string `json:"history_ttl"`
+	MaxMessage    int    `json:"max_message"`
+	Latest        bool   `json:"latest"`
+	Delta         bool   `json:"delta"`
+	Datagram      bool   `json:"datagram"`
+	ClientPublish bool   `json:"client_publish"`
+}
+
+// namespacesInfo returns the node's namespaces with the node's settings
+// in place of the options they leave unset.
+func (s *Server) namespacesInfo() []NamespaceInfo {
+	node := s.cfg.Node
+	out := make([]NamespaceInfo, 0, len(node.Topic.Namespaces))
+	is := func(b *bool) bool { return b == nil || *b }
+	for _, n := range node.Topic.Namespaces {
+		size := cmp.Or(n.HistorySize, node.Topic.HistorySize, actors.DefaultHistorySize)
+		out = append(out, NamespaceInfo{
+			Pattern:       n.Pattern,
+			HistorySize:   max(size, 0),
+			HistoryTTL:    cmp.Or(n.HistoryTTL, node.Topic.HistoryTTL, actors.DefaultHistoryTTL).String(),
+			MaxMessage:    cmp.Or(n.MaxMessage, node.MaxMessage, wire.DefaultMaxMessage),
+			Latest:        is(n.Latest),
+			Delta:         is(n.Delta),
+			Datagram:      is(n.Datagram),
+			ClientPublish: is(n.ClientPublish),
+		})
+	}
+	return out
 }
 
 // WTInfo tells browsers how to reach WebTransport.
@@ -410,7 +447,7 @@ type WTInfo struct {
 
 // Info returns what GET /v1/info answers.
 func (s *Server) Info() any {
-	info := Info{Version: cluster.Version, Node: s.node.Name()}
+	info := Info{Version: cluster.Version, Node: s.node.Name(), Namespaces: s.namespacesInfo()}
 	if s.wt != nil {
 		info.WebTransport = &WTInfo{URL: s.wt.URL(), CertHash: s.wt.CertHash()}
 	}

@@ -154,3 +154,68 @@ func TestLatestValueSlowDashboard(t *testing.T) {
 	// or two of the latest client's, never the 30 MB published.
 	require.Less(t, maxBacklog, int64(2<<20))
 }
+
+// publishPadded publishes n messages of 1 KiB to topic, 100 per request,
+// and returns the last seq.
+func publishPadded(t *testing.T, srv *server.Server, topic string, n int) uint64 {
+	t.Helper()
+	pad := strings.Repeat("x", 1000)
+	var last uint64
+	for i := 0; i < n; i += 100 {
+		items := make([]string, 0, 100)
+		for j := i; j < min(i+100, n); j++ {
+			items = append(items, fmt.Sprintf(`{"topic":%q,"data":{"n":%d,"pad":%q}}`, topic, j, pad))
+		}
+		status, body := post(t, srv, `{"messages":[`+join(items)+`]}`)
+		require.Equal(t, http.StatusOK, status, "%s", body)
+		var out struct{ Results []wire.PublishResult }
+		require.NoError(t, json.Unmarshal(body, &out))
+		last = out.Results[len(out.Results)-1].Seq
+	}
+	return last
+}
+
+// Latest-value subscriptions over a WebTransport stream and over SSE: a
+// client that reads nothing while 1 KiB messages pour in is not closed,
+// and once it reads it gets newer and newer messages up to the last one,
+// the ones in between conflated in its queue.
+func TestLatestValueOverWebTransportAndSSE(t *testing.T) {
+	testutil.SkipIfShort(t)
+	srv, wtURL, certHash := startWT(t, server.Config{StatsInterval: -1, PublishRate: -1})
+	state := srv.Node().NodeState()
+
+	t.Run("webtransport", func(t *testing.T) {
+		c := dialWTRaw(t, wtURL, certHash, `{"op":"sub","id":1,"topic":"wt.latest","mode":"latest"}`)
+		require.Equal(t, "ok", c.readUntil(t, func(f testutil.Frame) bool { return f.ID == 1 }).Op)
+		before := state.Metrics.Conflated.Load()
+		last := publishPadded(t, srv, "wt.latest", 5000) // the stream's window fills: the queue conflates
+		var prev uint64
+		for prev < last {
+			f := c.readUntil(t, func(f testutil.Frame) bool { return f.Op == "msg" || f.Op == "error" })
+			require.Equal(t, "msg", f.Op, f.Raw)
+			require.Greater(t, f.Seq, prev)
+			prev = f.Seq
+		}
+		t.Logf("webtransport: %d conflated", state.Metrics.Conflated.Load()-before)
+		require.Greater(t, state.Metrics.Conflated.Load(), before)
+	})
+
+	t.Run("sse", func(t *testing.T) {
+		s := openSSE(t, srv, "topic=sse.latest&mode=latest", "")
+		readReady(t, s)
+		before := state.Metrics.Conflated.Load()
+		last := publishPadded(t, srv, "sse.latest", 20000) // more than the socket buffers hold
+		var prev uint64
+		for prev < last {
+			ev, err := s.next()
+			require.NoError(t, err)
+			require.Empty(t, ev.name, "an unnamed (msg) event: %+v", ev)
+			var m msgFrame
+			require.NoError(t, json.Unmarshal([]byte(ev.data), &m))
+			require.Greater(t, m.Seq, prev)
+			prev = m.Seq
+		}
+		t.Logf("sse: %d conflated", state.Metrics.Conflated.Load()-before)
+		require.Greater(t, state.Metrics.Conflated.Load(), before)
+	})
+}

@@ -2,10 +2,17 @@ package clustertest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 
 	"github.com/topicast/topicast/internal/testutil"
 )
@@ -58,5 +65,47 @@ func TestNodeStartsWhileRedisIsDown(t *testing.T) {
 		if epoch != res.Epoch || head != res.Seq {
 			t.Fatalf("%s: published as %s/%d, n1 reads head %s/%d", topic, res.Epoch, res.Seq, epoch, head)
 		}
+	}
+}
+
+// Namespaces with Redis: a topic keeps its namespace's history in the
+// store, more than the node's --history-size (the store's cap is the
+// largest of all) or less, and finds it again after its node restarts.
+func TestNamespaceHistoryInRedis(t *testing.T) {
+	testutil.SkipIfShort(t)
+	r := startRedisServer(t)
+	cfgFile := filepath.Join(t.TempDir(), "topicast.yaml")
+	require.NoError(t, os.WriteFile(cfgFile, []byte("namespaces:\n  - pattern: big.*\n    history_size: 3000\n  - pattern: small.*\n    history_size: 5\n"), 0o600))
+	c := newCluster(t, clusterOpts{nodes: 1, static: true, redis: r.url(), extra: []string{"--config", cfgFile}})
+	c.start()
+	n := c.nodes[0] // the harness gives --history-size 2000
+	for _, topic := range []string{"big.a", "small.a", "plain"} {
+		var items []string
+		for i := range 2500 {
+			items = append(items, fmt.Sprintf(`{"topic":%q,"data":{"n":%d}}`, topic, i))
+		}
+		for i := 0; i < len(items); i += 500 {
+			resp, err := httpClient.Post("http://"+n.http+"/v1/publish", "application/json",
+				strings.NewReader(`{"messages":[`+strings.Join(items[i:i+500], ",")+`]}`))
+			require.NoError(t, err)
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode, "%s", b)
+		}
+	}
+	c.kill(n)
+	c.start(n) // the topics come back from Redis alone
+	// The oldest message kept tells the history's length: 2,500 were
+	// published to each topic.
+	for topic, oldest := range map[string]uint64{"big.a": 1, "small.a": 2496, "plain": 501} {
+		resp, err := httpClient.Get("http://" + n.http + "/v1/history?topic=" + topic + "&since=0&limit=1")
+		require.NoError(t, err)
+		var h struct{ Messages []json.RawMessage }
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&h))
+		resp.Body.Close()
+		require.Len(t, h.Messages, 1, topic)
+		_, _, seq, _, err := decodeMsg(h.Messages[0])
+		require.NoError(t, err)
+		require.Equal(t, oldest, seq, "the oldest message %s keeps", topic)
 	}
 }

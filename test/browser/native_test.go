@@ -124,5 +124,12 @@ func TestWebTransportCloseCode(t *testing.T) {
 			t.Skipf("the close code did not reach Chromium (%q): quic-go/webtransport-go#242, in webtransport-go v0.13.0", s)
 		}
 	}
-	require.Contains(t, got, "closed 4009 ", "events: %q", got)
+	// The reason ("malformed frame") comes with the code when the close
+	// capsule wins its race with the stream's reset, and is empty when it
+	// does not: the code is what must arrive.
+	closed := false
+	for _, s := range got {
+		closed = closed || strings.HasPrefix(s, "closed 4009 ")
+	}
+	require.True(t, closed, "events: %q", got)
 }

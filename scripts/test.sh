@@ -24,6 +24,9 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # test/nemesis cuts and degrades node-to-node traffic with nftables inside a
 # network namespace of its own (unshare, from util-linux).
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# test/typescript checks sdk/js/topicast.d.ts with the TypeScript compiler,
+# which npm installs there (test/typescript/package-lock.json).
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive
@@ -47,6 +50,11 @@ log "go vet"
 go vet ./...
 log "staticcheck"
 "$gobin/staticcheck" ./...
+log "tsc -p test/typescript (topicast.d.ts against a typed example)"
+if [[ ! -x test/typescript/node_modules/.bin/tsc ]]; then
+  (cd test/typescript && npm ci --no-audit --no-fund --loglevel=error)
+fi
+test/typescript/node_modules/.bin/tsc -p test/typescript
 
 # --- tests -------------------------------------------------------------------
 log "go test -race (packages)"

@@ -250,6 +250,7 @@ func (s *Server) routes(w wiring) (*http.ServeMux, error) {
 	}
 	mux.Handle("GET /", http.FileServerFS(web))
 	mux.Handle("GET /topicast.js", api.CORS(jsclient.Handler()))
+	mux.Handle("GET /topicast.d.ts", api.CORS(jsclient.DeclarationsHandler()))
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	s.routePprof(mux)
 	return mux, nil

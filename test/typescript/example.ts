@@ -1,0 +1,62 @@
+// A typed application of topicast.js: `tsc -p test/typescript` (scripts/test.sh) checks
+// that sdk/js/topicast.d.ts describes the client as an application uses it. It is
+// compiled, never run.
+import { connect, TopicastError, type ClientEvent, type Message, type Position } from "../../sdk/js/topicast.js";
+
+interface Score {
+  home: number;
+  away: number;
+}
+
+function describe(e: ClientEvent): string {
+  switch (e.type) {
+    case "connected":
+      return `connected over ${e.transport}`;
+    case "disconnected":
+      return `disconnected (${e.code} ${e.reason})`;
+    case "reset":
+      return `${e.topic} restarts at ${e.epoch}:${e.seq} (${e.reason})`;
+    case "gap":
+      return `${e.topic}: gap after ${e.seq}`;
+    case "subscription_ended":
+    case "error":
+      return `${e.code}: ${e.message}`;
+    case "closed":
+      return `closed for good (${e.code})`;
+  }
+}
+
+export async function main(): Promise<Position> {
+  const client = await connect({
+    url: "http://127.0.0.1:8080",
+    transports: ["webtransport", "websocket", "sse"],
+    tokenFunc: async () => "jwt",
+    onEvent: (e) => console.log(describe(e)),
+    minBackoff: 50,
+  });
+  const scores = client.subscribe<Score>("scores", (m: Message<Score>) => {
+    const total: number = m.data.home + m.data.away;
+    console.log(m.topic, m.epoch, m.seq, new Date(m.ts), total);
+  }, { delta: "fossil" });
+  await scores.ready;
+  const kept: Position | null = scores.position;
+  client.subscribe("cpu", (m) => console.log(m.data), { mode: "latest" });
+  client.subscribe("positions", (m) => console.log(m.seq), { delivery: "datagram" });
+  if (kept) client.subscribe("scores.replay", () => {}, { since: kept });
+  // What the declarations must refuse: tsc fails on an expect-error that is not one.
+  // @ts-expect-error: mode is "latest" or absent
+  client.subscribe("x", () => {}, { mode: "all" });
+  // @ts-expect-error: data is a JSON value
+  void client.publish("x", () => 1);
+  // @ts-expect-error: unknown transport
+  void connect({ transports: ["carrier-pigeon"] });
+  try {
+    return await client.publish("chat", { text: "hi", tags: ["a"], n: 1, ok: true, none: null });
+  } catch (e) {
+    if (e instanceof TopicastError && e.code === "forbidden") throw new Error("no right to publish");
+    throw e;
+  } finally {
+    await scores.unsubscribe();
+    client.close();
+  }
+}

@@ -20,18 +20,19 @@ func applyDelta(base []byte, raw json.RawMessage, max int) ([]byte, error) {
 	if base == nil {
 		return nil, errNoBase
 	}
-	var delta string
-	if err := json.Unmarshal(raw, &delta); err != nil {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
 		return nil, fmt.Errorf("delta is not a JSON string: %w", err)
 	}
-	n, err := fdelta.OutputSize([]byte(delta))
+	delta := []byte(s)
+	n, err := fdelta.OutputSize(delta)
 	if err != nil {
 		return nil, fmt.Errorf("delta: %w", err)
 	}
 	if n > max {
 		return nil, fmt.Errorf("delta builds %d bytes, over MaxReadBytes (%d)", n, max)
 	}
-	data, err := fdelta.Apply(base, []byte(delta))
+	data, err := fdelta.Apply(base, delta)
 	if err != nil {
 		return nil, fmt.Errorf("delta: %w", err)
 	}

@@ -134,11 +134,17 @@ func (o *Outbound) Write(frame []byte) error {
 		o.mu.Unlock()
 		return ErrClosed
 	}
-	before := o.bytes
+	return o.queuedLocked(o.appendLocked(frame))
+}
+
+// appendLocked queues frame and counts its bytes, returning what was queued
+// before it. o.mu must be held.
+func (o *Outbound) appendLocked(frame []byte) (before int) {
+	before = o.bytes
 	o.queue = append(o.queue, frame)
 	o.bytes += len(frame)
 	o.node.pending.Add(int64(len(frame)))
-	return o.queuedLocked(before)
+	return before
 }
 
 // WriteMany queues frames in order; see Session.WriteMany.
@@ -182,9 +188,7 @@ func (o *Outbound) WriteLatest(topic string, frame []byte) error {
 		o.latest = make(map[string]int)
 	}
 	o.latest[topic] = len(o.queue)
-	o.queue = append(o.queue, frame)
-	o.bytes += len(frame)
-	o.node.pending.Add(int64(len(frame)))
+	o.appendLocked(frame)
 	// At most one frame per topic waits: its volume never makes the client
 	// too slow (only other frames over the bound, or a write timeout, do).
 	return o.queuedLocked(0)
@@ -199,11 +203,7 @@ func (o *Outbound) WriteLatestBarrier(topic string, frame []byte) error {
 		return ErrClosed
 	}
 	delete(o.latest, topic)
-	before := o.bytes
-	o.queue = append(o.queue, frame)
-	o.bytes += len(frame)
-	o.node.pending.Add(int64(len(frame)))
-	return o.queuedLocked(before)
+	return o.queuedLocked(o.appendLocked(frame))
 }
 
 // WriteBacklog queues frames without counting them against the bound; see

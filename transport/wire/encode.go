@@ -14,6 +14,14 @@ var (
 // AppendMsg appends a msg frame. data must be compacted JSON (CompactData);
 // topic and epoch must be valid names (no escaping is needed for them).
 func AppendMsg(dst []byte, topic, epoch string, seq uint64, tsMillis int64, data []byte) []byte {
+	dst = appendMsgHead(dst, topic, epoch, seq, tsMillis)
+	dst = append(dst, dataSep...)
+	dst = append(dst, data...)
+	return append(dst, '}')
+}
+
+// appendMsgHead appends a msg frame up to its "ts" value.
+func appendMsgHead(dst []byte, topic, epoch string, seq uint64, tsMillis int64) []byte {
 	dst = append(dst, msgHead...)
 	dst = append(dst, topic...)
 	dst = append(dst, epochSep...)
@@ -21,10 +29,7 @@ func AppendMsg(dst []byte, topic, epoch string, seq uint64, tsMillis int64, data
 	dst = append(dst, seqSep...)
 	dst = strconv.AppendUint(dst, seq, 10)
 	dst = append(dst, tsSep...)
-	dst = strconv.AppendInt(dst, tsMillis, 10)
-	dst = append(dst, dataSep...)
-	dst = append(dst, data...)
-	return append(dst, '}')
+	return strconv.AppendInt(dst, tsMillis, 10)
 }
 
 // AppendDeltaMsg appends the msg frame of a delta subscription
@@ -33,14 +38,7 @@ func AppendMsg(dst []byte, topic, epoch string, seq uint64, tsMillis int64, data
 // delta must be valid UTF-8, so that the string holds its bytes as they
 // are: ValidDelta tells.
 func AppendDeltaMsg(dst []byte, topic, epoch string, seq uint64, tsMillis int64, delta []byte) []byte {
-	dst = append(dst, msgHead...)
-	dst = append(dst, topic...)
-	dst = append(dst, epochSep...)
-	dst = append(dst, epoch...)
-	dst = append(dst, seqSep...)
-	dst = strconv.AppendUint(dst, seq, 10)
-	dst = append(dst, tsSep...)
-	dst = strconv.AppendInt(dst, tsMillis, 10)
+	dst = appendMsgHead(dst, topic, epoch, seq, tsMillis)
 	dst = append(dst, deltaSep...)
 	dst = append(dst, dataSep...)
 	dst = AppendString(dst, string(delta))

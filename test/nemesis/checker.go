@@ -125,8 +125,11 @@ type Result struct {
 	LateMax     time.Duration
 	LateWorst   string
 	ErrorFrames int
-	Connections int
-	Recoveries  []Recovery
+	// ErrorSamples are the first error frames, with who got them, when and
+	// where: an error frame is rare enough that each one deserves a look.
+	ErrorSamples []string
+	Connections  int
+	Recoveries   []Recovery
 }
 
 // Failed reports whether any violation was found.
@@ -543,6 +546,10 @@ func (c *checker) walk() {
 			continue
 		case EvError:
 			c.res.ErrorFrames++
+			if len(c.res.ErrorSamples) < maxErrorSamples {
+				c.res.ErrorSamples = append(c.res.ErrorSamples, fmt.Sprintf("at %s: %s conn %d on %s: %s",
+					fmtDur(e.At), c.subName(c.sub(e.Sub)), e.Conn, c.h.NodeName(e.Node), e.Text))
+			}
 			continue
 		case EvGap:
 			continue // the messages tell
@@ -562,6 +569,9 @@ func (c *checker) walk() {
 		s.lastEv = e
 	}
 }
+
+// maxErrorSamples bounds the error frames a report quotes.
+const maxErrorSamples = 5
 
 func (c *checker) announced(s *stream, e *Event, what string) {
 	if c.h.Mode != ModeRedis {

@@ -40,6 +40,9 @@ func Report(h *History, r *Result) string {
 	}
 	fmt.Fprintf(&b, "deliveries: %d to %d subscribers (%d raw, %d sdk) over %d streams, %d converged; %d connections, %d error frames\n",
 		r.Deliveries, len(h.Subscribers), len(h.Subscribers)-sdk, sdk, r.Streams, r.Converged, r.Connections, r.ErrorFrames)
+	for _, e := range r.ErrorSamples {
+		fmt.Fprintf(&b, "  error frame %s\n", e)
+	}
 	fmt.Fprintf(&b, "announced discontinuities: %d resets, %d recovered:false; renumbered across epochs: %d\n",
 		r.Resets, r.NotRecovered, r.Renumbered)
 	if r.Late > 0 {

@@ -482,19 +482,22 @@ func (s *rawSub) run(ctx context.Context) {
 		pending := make(map[string]bool)
 		var sendErr error
 		for i, topic := range s.m.Topics {
-			frame := fmt.Sprintf(`{"op":"sub","id":%d,"topic":%q`, i+1, topic)
-			if p, ok := s.position(topic); ok {
-				frame += fmt.Sprintf(`,"since":{"epoch":%q,"seq":%d}`, p.Epoch, p.Seq)
-			}
 			pending[topic] = true
-			if sendErr = c.Send(frame + "}"); sendErr != nil {
+			if sendErr = c.Send(s.subFrame(i)); sendErr != nil {
 				break
 			}
 		}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			c.Read(func(f []byte) { s.onFrame(f, conn, n, pending, &once) })
+			c.Read(func(f []byte) {
+				if i, ok := s.onFrame(f, conn, n, pending, &once); ok {
+					// The server refused a sub (unavailable while the
+					// topic cannot be reached): a client subscribes again,
+					// as the SDK does, from where it is.
+					time.AfterFunc(subRetryDelay, func() { _ = c.Send(s.subFrame(i)) })
+				}
+			})
 		}()
 		why, home := s.watch(ctx, c, n, done)
 		<-done
@@ -555,12 +558,28 @@ func (s *rawSub) watch(ctx context.Context, c *testutil.WSClient, n int, done <-
 	}
 }
 
-func (s *rawSub) onFrame(f []byte, conn, n int, pending map[string]bool, once *sync.Once) {
+// subFrame is the sub of the subscriber's i-th topic, from its position.
+func (s *rawSub) subFrame(i int) string {
+	topic := s.m.Topics[i]
+	frame := fmt.Sprintf(`{"op":"sub","id":%d,"topic":%q`, i+1, topic)
+	if p, ok := s.position(topic); ok {
+		frame += fmt.Sprintf(`,"since":{"epoch":%q,"seq":%d}`, p.Epoch, p.Seq)
+	}
+	return frame + "}"
+}
+
+// subRetryDelay is how long a raw subscriber waits before it subscribes
+// again to a topic whose sub the server refused.
+const subRetryDelay = 500 * time.Millisecond
+
+// onFrame records a frame. It returns the index of the topic to subscribe
+// to again when the frame is an error answering that topic's sub.
+func (s *rawSub) onFrame(f []byte, conn, n int, pending map[string]bool, once *sync.Once) (int, bool) {
 	s.lastFrame.Store(time.Now().UnixNano())
 	var fr serverFrame
 	if err := json.Unmarshal(f, &fr); err != nil {
 		s.r.rec.event(Event{Kind: EvError, Sub: s.id, Conn: conn, Node: n, Text: "undecodable: " + string(f)})
-		return
+		return 0, false
 	}
 	e := Event{Sub: s.id, Conn: conn, Node: n, Topic: fr.Topic, Epoch: fr.Epoch, Seq: fr.Seq}
 	p := Pos{fr.Epoch, fr.Seq}
@@ -575,7 +594,7 @@ func (s *rawSub) onFrame(f []byte, conn, n int, pending map[string]bool, once *s
 		}
 	case "ok":
 		if fr.Topic == "" {
-			return
+			return 0, false
 		}
 		e.Kind, e.Recovered = EvOK, recovered(fr.Recovered)
 		if !has || e.Recovered != RecTrue {
@@ -591,11 +610,19 @@ func (s *rawSub) onFrame(f []byte, conn, n int, pending map[string]bool, once *s
 		e.Kind = EvReset
 		s.pos[fr.Topic] = p
 	case "pong", "ping":
-		return
+		return 0, false
+	case "error":
+		e.Kind, e.Text = EvError, string(f)
+		if i := int(fr.ID) - 1; fr.ID > 0 && i < len(s.m.Topics) && fr.Code == "unavailable" {
+			e.Topic = s.m.Topics[i]
+			s.r.rec.event(e)
+			return i, true
+		}
 	default:
 		e.Kind, e.Text = EvError, string(f)
 	}
 	s.r.rec.event(e)
+	return 0, false
 }
 
 // sdkSub is a Go SDK client: it reconnects and recovers by itself, and

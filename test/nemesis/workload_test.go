@@ -574,7 +574,7 @@ const subRetryDelay = 500 * time.Millisecond
 
 // onFrame records a frame. It returns the index of the topic to subscribe
 // to again when the frame is an error answering that topic's sub.
-func (s *rawSub) onFrame(f []byte, conn, n int, pending map[string]bool, once *sync.Once) (int, bool) {
+func (s *rawSub) onFrame(f []byte, conn, n int, pending map[string]bool, once *sync.Once) (retry int, again bool) {
 	s.lastFrame.Store(time.Now().UnixNano())
 	var fr serverFrame
 	if err := json.Unmarshal(f, &fr); err != nil {
@@ -615,14 +615,13 @@ func (s *rawSub) onFrame(f []byte, conn, n int, pending map[string]bool, once *s
 		e.Kind, e.Text = EvError, string(f)
 		if i := int(fr.ID) - 1; fr.ID > 0 && i < len(s.m.Topics) && fr.Code == "unavailable" {
 			e.Topic = s.m.Topics[i]
-			s.r.rec.event(e)
-			return i, true
+			retry, again = i, true
 		}
 	default:
 		e.Kind, e.Text = EvError, string(f)
 	}
 	s.r.rec.event(e)
-	return 0, false
+	return retry, again
 }
 
 // sdkSub is a Go SDK client: it reconnects and recovers by itself, and

@@ -33,6 +33,9 @@
 //	topicast_history_messages                   gauge    messages retained for recovery
 //	topicast_cluster_members                    gauge    members this node sees
 //	topicast_node_info{node,version}            gauge    always 1
+//	topicast_tls_reloads_total{result}          counter  certificate reloads, ok or error (--tls-cert only)
+//	topicast_tls_certificate_expiry_timestamp_seconds
+//	                                            gauge    the served certificate's NotAfter (--tls-cert only)
 //
 // plus the Go runtime (go_*) and process (process_*) collectors, which
 // measure the whole process. The topicast_* counters count per node: several

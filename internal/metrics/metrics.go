@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/topicast/topicast/internal/tlsreload"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/wire"
 )
@@ -35,6 +36,14 @@ type Config struct {
 	NodeState *transport.NodeState
 	// Version is reported in topicast_node_info.
 	Version string
+	// TLS is the certificate of the listeners (tlsreload.Reloader); nil
+	// (no --tls-cert) leaves the topicast_tls_* metrics out.
+	TLS TLSSource
+}
+
+// TLSSource is what Metrics reads of a reloaded certificate.
+type TLSSource interface {
+	Stats() tlsreload.Stats
 }
 
 // Metrics collects a node's metrics. It is goroutine-safe.
@@ -172,6 +181,8 @@ var (
 	descHistory   = prometheus.NewDesc("topicast_history_messages", "Messages the topic actors of this node retain for recovery.", nil, nil)
 	descMembers   = prometheus.NewDesc("topicast_cluster_members", "Cluster members this node sees.", nil, nil)
 	descInfo      = prometheus.NewDesc("topicast_node_info", "The node's name and version (always 1).", []string{"node", "version"}, nil)
+	descTLSReload = prometheus.NewDesc("topicast_tls_reloads_total", "Loads of the --tls-cert/--tls-key pair after the first (SIGHUP or the files changed), by result: ok, or error (the previous certificate is still served; the log says why).", []string{"result"}, nil)
+	descTLSExpiry = prometheus.NewDesc("topicast_tls_certificate_expiry_timestamp_seconds", "End of validity of the certificate served on the HTTP and WebTransport listeners, in seconds since 1970.", nil, nil)
 )
 
 // exportedBoundsUs are the latency buckets given to Prometheus, in
@@ -181,7 +192,8 @@ var exportedBoundsUs = []int64{500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 10
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descOpened, descClosed, descSubs, descTopics, descSubTopics,
-		descPublishes, descDeliver, descConflated, descWritten, descDeltaSave, descLatency, descQueue, descHistory, descMembers, descInfo} {
+		descPublishes, descDeliver, descConflated, descWritten, descDeltaSave, descLatency, descQueue, descHistory, descMembers, descInfo,
+		descTLSReload, descTLSExpiry} {
 		ch <- d
 	}
 }
@@ -215,6 +227,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHistory, prometheus.GaugeValue, float64(pm.HistoryMessages.Load()))
 	ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(c.m.cfg.Node.Members()))
 	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, c.m.cfg.Node.Name(), c.m.cfg.Version)
+	if c.m.cfg.TLS != nil {
+		st := c.m.cfg.TLS.Stats()
+		ch <- prometheus.MustNewConstMetric(descTLSReload, prometheus.CounterValue, float64(st.Reloads), "ok")
+		ch <- prometheus.MustNewConstMetric(descTLSReload, prometheus.CounterValue, float64(st.Failures), "error")
+		ch <- prometheus.MustNewConstMetric(descTLSExpiry, prometheus.GaugeValue, float64(st.NotAfter.Unix()))
+	}
 }
 
 // latencyMetric folds the fine latency buckets of h into exportedBoundsUs.

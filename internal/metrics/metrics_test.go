@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/topicast/topicast/internal/tlsreload"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/wire"
 )
@@ -71,6 +72,29 @@ func TestHandler(t *testing.T) {
 		require.Contains(t, body, want)
 	}
 	require.False(t, strings.Contains(body, `transport="other"`), "no series for an unused transport")
+}
+
+type fakeTLS struct{ st tlsreload.Stats }
+
+func (f fakeTLS) Stats() tlsreload.Stats { return f.st }
+
+// TestTLSMetrics checks the certificate's series: present with a reloaded
+// certificate, absent without one.
+func TestTLSMetrics(t *testing.T) {
+	scrape := func(m *Metrics) string {
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return rec.Body.String()
+	}
+	require.NotContains(t, scrape(New(Config{Node: fakeNode{}})), "topicast_tls_")
+	body := scrape(New(Config{Node: fakeNode{}, TLS: fakeTLS{tlsreload.Stats{Reloads: 2, Failures: 1, NotAfter: time.Unix(1_800_000_000, 0)}}}))
+	for _, want := range []string{
+		`topicast_tls_reloads_total{result="ok"} 2`,
+		`topicast_tls_reloads_total{result="error"} 1`,
+		`topicast_tls_certificate_expiry_timestamp_seconds 1.8e+09`,
+	} {
+		require.Contains(t, body, want)
+	}
 }
 
 func TestQuantile(t *testing.T) {

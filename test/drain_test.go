@@ -65,7 +65,7 @@ func startProcess(t *testing.T, bin string, args ...string) *process {
 				p.logs = append(p.logs, rec)
 				if rec["msg"] == "listening" {
 					if u, ok := rec["http"].(string); ok {
-						listening <- strings.TrimPrefix(u, "http://")
+						listening <- strings.TrimPrefix(strings.TrimPrefix(u, "https://"), "http://")
 					}
 				}
 			}

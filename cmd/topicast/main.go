@@ -77,15 +77,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := m.ParseFlags(args[1:]); err != nil {
 			return err
 		}
+		hup, stop := m.notifyReload()
+		defer stop()
 		if err := m.Run(ctx); err != nil {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return m.Close()
-		case <-m.srv.Node().Evicted():
-			return m.rejoin(ctx)
-		}
+		return m.serve(ctx, hup)
 	case "pub":
 		return runPub(ctx, args[1:], stdout, stderr)
 	case "sub":

@@ -15,6 +15,7 @@ import (
 	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/cluster"
 	"github.com/topicast/topicast/internal/server"
+	"github.com/topicast/topicast/internal/tlsreload"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/httpapi"
 	"github.com/topicast/topicast/transport/websocket"
@@ -71,8 +72,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", websocket.DefaultWriteTimeout, "bound of one write to a client; hitting it closes the client (4008)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "how long shutdown waits for clients to be closed")
 	fs.StringVar(&wt, "wt", webtransport.DefaultAddr, `WebTransport (HTTP/3, UDP) listen address, or "off"`)
-	fs.StringVar(&tlsCert, "tls-cert", "", "certificate (PEM) for WebTransport; without it a development certificate is made")
-	fs.StringVar(&tlsKey, "tls-key", "", "key (PEM) of --tls-cert")
+	fs.StringVar(&tlsCert, "tls-cert", "", "certificate chain (PEM, leaf first): --http then serves HTTPS/WSS (HTTP/2 on) and WebTransport uses it; reloaded on SIGHUP and when the files change. Without it --http is plain HTTP and WebTransport makes a development certificate (loopback only)")
+	fs.StringVar(&tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
 	fs.Var(&apiKeys, "api-key", "API key that POST /v1/publish requires (repeatable)")
 	fs.Var(&origins, "allowed-origin", "browser origin allowed besides the server's own and localhost (repeatable)")
 	fs.StringVar(&tokenSecret, "token-secret", "", "secret that signs client tokens (JWT, HS256); without it every client may subscribe and publish everywhere")
@@ -123,22 +124,64 @@ func (m *Main) ParseFlags(args []string) error {
 	if wt != "off" {
 		c.WTAddr = wt
 	}
-	if (tlsCert == "") != (tlsKey == "") {
-		return errors.New("--tls-cert and --tls-key go together")
-	}
-	if tlsCert != "" {
-		tc, err := webtransport.LoadCertificate(tlsCert, tlsKey)
-		if err != nil {
-			return err
-		}
-		c.WTTLS = tc
-	}
 	logger, err := newLogger(m.stderr, m.logFormat, m.logLevel)
 	if err != nil {
 		return err
 	}
 	c.Logger = logger
+	return m.loadTLS(tlsCert, tlsKey)
+}
+
+// loadTLS reads --tls-cert and --tls-key. A pair that cannot be served
+// stops serve here, with the file named, rather than failing every
+// client's handshake.
+func (m *Main) loadTLS(certFile, keyFile string) error {
+	if certFile == "" && keyFile == "" {
+		return nil
+	}
+	if certFile == "" || keyFile == "" {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	r, err := tlsreload.New(tlsreload.Config{CertFile: certFile, KeyFile: keyFile, Logger: m.cfg.Logger})
+	if err != nil {
+		return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	m.cfg.TLS = r
 	return nil
+}
+
+// notifyReload returns the channel of SIGHUP, which reloads the TLS
+// certificate, or nil without one (SIGHUP then ends the process, as
+// before). Call it before Run: a SIGHUP that comes once the server
+// listens must not end it. stop undoes it.
+func (m *Main) notifyReload() (hup <-chan os.Signal, stop func()) {
+	if m.cfg.TLS == nil {
+		return nil, func() {}
+	}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	return ch, func() { signal.Stop(ch) }
+}
+
+// serve waits for the end of the server: ctx done (SIGINT, SIGTERM) or the
+// node dropped by the cluster. Each SIGHUP on hup meanwhile reloads the
+// TLS certificate.
+func (m *Main) serve(ctx context.Context, hup <-chan os.Signal) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return m.Close()
+		case <-m.srv.Node().Evicted():
+			return m.rejoin(ctx)
+		case <-hup:
+			m.cfg.Logger.Info("SIGHUP: reloading the TLS certificate")
+			if err := m.cfg.TLS.Reload(); err != nil {
+				// Reload has logged and counted it; the previous
+				// certificate is still served.
+				continue
+			}
+		}
+	}
 }
 
 // check refuses settings no node can run with, naming where each came

@@ -2,11 +2,13 @@ package main
 
 import (
 	"io"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/topicast/topicast/actors"
+	"github.com/topicast/topicast/internal/testutil"
 	"github.com/topicast/topicast/transport/wire"
 )
 
@@ -26,4 +28,34 @@ func TestServeDefaults(t *testing.T) {
 	require.Equal(t, -1, parse("--history-size", "0").cfg.Node.Topic.HistorySize)
 	require.Equal(t, 7, parse("--history-size", "7").cfg.Node.Topic.HistorySize)
 	require.Error(t, NewMain(io.Discard, io.Discard).ParseFlags([]string{"--history-size", "-1"}))
+}
+
+// TestServeTLSFlags checks that --tls-cert and --tls-key are loaded while
+// the flags are parsed (so that `config check` and a bad pair fail before
+// anything listens), and go together.
+func TestServeTLSFlags(t *testing.T) {
+	ca := testutil.NewCA(t)
+	leaf := ca.Issue(t, testutil.LeafOptions{})
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	testutil.WriteFileAtomic(t, certFile, leaf.CertPEM)
+	testutil.WriteFileAtomic(t, keyFile, leaf.KeyPEM)
+
+	m := NewMain(io.Discard, io.Discard)
+	require.NoError(t, m.ParseFlags([]string{"--tls-cert", certFile, "--tls-key", keyFile}))
+	require.NotNil(t, m.cfg.TLS)
+	require.Equal(t, leaf.Cert.SerialNumber, m.cfg.TLS.Certificate().Leaf.SerialNumber)
+	require.Nil(t, parseOK(t).cfg.TLS, "no files: plain HTTP")
+
+	err := NewMain(io.Discard, io.Discard).ParseFlags([]string{"--tls-cert", certFile})
+	require.ErrorContains(t, err, "--tls-cert and --tls-key go together")
+	err = NewMain(io.Discard, io.Discard).ParseFlags([]string{"--tls-cert", keyFile, "--tls-key", keyFile})
+	require.ErrorContains(t, err, "--tls-cert/--tls-key: certificate "+keyFile)
+}
+
+func parseOK(t *testing.T, args ...string) *Main {
+	t.Helper()
+	m := NewMain(io.Discard, io.Discard)
+	require.NoError(t, m.ParseFlags(args))
+	return m
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/cluster"
 	"github.com/topicast/topicast/internal/metrics"
+	"github.com/topicast/topicast/internal/tlsreload"
 	jsclient "github.com/topicast/topicast/sdk/js"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/auth"
@@ -71,9 +72,12 @@ type Config struct {
 	AllowedOrigins []string
 	// WTAddr is the UDP address of WebTransport (HTTP/3); empty disables it.
 	WTAddr string
-	// WTTLS is WebTransport's certificate; nil makes a development
-	// certificate whose hash /v1/info reports.
-	WTTLS *tls.Config
+	// TLS serves the certificate of --tls-cert and --tls-key, reloaded
+	// while the server runs, on the HTTP listener (HTTPS with HTTP/2) and
+	// on WebTransport. Nil means plain HTTP, and a development certificate
+	// for WebTransport whose hash /v1/info reports: it names only loopback
+	// addresses, and browsers accept it only pinned by that hash.
+	TLS *tlsreload.Reloader
 	// DrainTimeout bounds Close. Zero means DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// StatsInterval is how often the node publishes its stats to
@@ -98,6 +102,10 @@ type Server struct {
 
 	metrics *metrics.Metrics
 	stats   *statsPublisher // nil when off
+	// stopTLS ends the goroutine that watches the certificate files, and
+	// tlsDone is closed when it has; both nil without Config.TLS.
+	stopTLS context.CancelFunc
+	tlsDone chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -122,6 +130,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.serveHTTP(mux)
+	s.watchTLS()
 	s.startStats()
 	s.logSecurity()
 	s.logListening()
@@ -187,7 +196,11 @@ type wiring struct {
 // node's sessions, and the accept function that the adapters share.
 func (s *Server) sessionWiring() wiring {
 	state := s.node.NodeState()
-	s.metrics = metrics.New(metrics.Config{Node: s.node, NodeState: state, Version: cluster.Version})
+	mc := metrics.Config{Node: s.node, NodeState: state, Version: cluster.Version}
+	if s.cfg.TLS != nil { // a nil *Reloader in the interface would not be nil
+		mc.TLS = s.cfg.TLS
+	}
+	s.metrics = metrics.New(mc)
 	s.guard = actors.NewGuard(s.cfg.Guard)
 	s.ka = transport.NewKeepalive(s.cfg.Keepalive)
 	return wiring{
@@ -204,11 +217,18 @@ func (s *Server) startWebTransport(ctx context.Context, w wiring) error {
 	if s.cfg.WTAddr == "" {
 		return nil
 	}
+	var tlsConf *tls.Config // nil: the development certificate
+	if s.cfg.TLS != nil {
+		// The same reloader as HTTPS: http3 clones this configuration but
+		// keeps its GetCertificate, so a reload reaches QUIC handshakes too.
+		tlsConf = s.cfg.TLS.Config()
+		tlsConf.MinVersion = tls.VersionTLS13
+	}
 	wt, err := webtransport.New(webtransport.Config{
 		Addr:            s.cfg.WTAddr,
 		Accept:          w.accept,
 		CheckOrigin:     w.origins.Allow,
-		TLSConfig:       s.cfg.WTTLS,
+		TLSConfig:       tlsConf,
 		MaxMessage:      w.maxMessage,
 		MaxPendingBytes: s.cfg.MaxQueue,
 		WriteTimeout:    s.cfg.WriteTimeout,
@@ -310,14 +330,44 @@ func (s *Server) routePprof(mux *http.ServeMux) {
 }
 
 // serveHTTP serves mux on the HTTP listener in a goroutine that Close
-// joins through s.served.
+// joins through s.served: HTTPS with Config.TLS, plain HTTP without.
 func (s *Server) serveHTTP(mux *http.ServeMux) {
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 	}
-	go func() { s.served <- s.http.Serve(s.ln) }()
+	if s.cfg.TLS == nil {
+		go func() { s.served <- s.http.Serve(s.ln) }()
+		return
+	}
+	// HTTP/2 for the API, SSE, polling and the page; WebSocket needs
+	// http/1.1 offered too: the adapter upgrades by hijacking an HTTP/1.1
+	// connection, and browsers open one for it as long as the server does
+	// not announce WebSocket over HTTP/2 (RFC 8441), which net/http leaves
+	// off unless GODEBUG=http2xconnect=1 (golang/go#71128).
+	conf := s.cfg.TLS.Config()
+	conf.NextProtos = []string{"h2", "http/1.1"}
+	s.http.TLSConfig = conf
+	s.http.Protocols = new(http.Protocols)
+	s.http.Protocols.SetHTTP1(true)
+	s.http.Protocols.SetHTTP2(true)
+	// The certificate comes from conf's GetCertificate, hence no files.
+	go func() { s.served <- s.http.ServeTLS(s.ln, "", "") }()
+}
+
+// watchTLS reloads the certificate when its files change, until Close.
+func (s *Server) watchTLS() {
+	if s.cfg.TLS == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopTLS, s.tlsDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.tlsDone)
+		// Run returns only the cause of ctx's end: Close asked for it.
+		_ = s.cfg.TLS.Run(ctx)
+	}()
 }
 
 // startStats starts publishing the node's stats, unless StatsInterval is
@@ -355,6 +405,13 @@ func (s *Server) logSecurity() {
 func (s *Server) logListening() {
 	addr := s.ln.Addr().String()
 	attrs := []any{slog.String("http", "http://"+addr), slog.String("ws", "ws://"+addr+"/ws")}
+	if s.cfg.TLS != nil {
+		leaf := s.cfg.TLS.Certificate().Leaf
+		attrs = []any{slog.String("http", "https://"+addr), slog.String("ws", "wss://"+addr+"/ws"),
+			slog.String("cert_subject", leaf.Subject.String()), slog.Time("cert_not_after", leaf.NotAfter)}
+	} else if !isLoopback(addr) {
+		s.logger.Warn("plain HTTP on a non-loopback address: tokens, API keys and messages cross the network unencrypted; give --tls-cert and --tls-key or put a TLS proxy in front")
+	}
 	if s.wt != nil {
 		attrs = append(attrs, slog.String("wt", s.wt.URL()))
 		if h := s.wt.CertHash(); h != "" {
@@ -362,6 +419,16 @@ func (s *Server) logListening() {
 		}
 	}
 	s.logger.Info("listening", append(attrs, slog.String("node", s.node.Name()))...)
+}
+
+// isLoopback reports whether addr (host:port) listens on loopback only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // publishLimiter returns the limiter of POST /v1/publish for rate and burst
@@ -494,6 +561,10 @@ func (s *Server) close() error {
 		}
 	}
 	s.ka.Close()
+	if s.stopTLS != nil {
+		s.stopTLS()
+		<-s.tlsDone
+	}
 	if err := <-shut; err != nil {
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}

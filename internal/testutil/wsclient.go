@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -51,6 +52,21 @@ func DialWS(ctx context.Context, url string, rcvbuf int) (*WSClient, error) {
 		}}
 		d.NetDial = nd.DialContext
 	}
+	conn, br, _, err := d.Dial(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	return &WSClient{Conn: conn, r: bufio.NewReaderSize(r, 32<<10), done: make(chan struct{})}, nil
+}
+
+// DialWSS connects to a wss:// url with conf (its RootCAs verify the
+// server). Its Conn is the *tls.Conn, for the connection's state.
+func DialWSS(ctx context.Context, url string, conf *tls.Config) (*WSClient, error) {
+	d := ws.Dialer{Timeout: 10 * time.Second, TLSConfig: conf}
 	conn, br, _, err := d.Dial(ctx, url)
 	if err != nil {
 		return nil, err

@@ -229,14 +229,18 @@ func writeJSON(w http.ResponseWriter, body []byte) {
 	_, _ = w.Write(body) // the client may be gone; nothing to do about it
 }
 
-// authorizePublish checks the API key and returns the name of its rate
-// budget.
-func (a *API) authorizePublish(r *http.Request) (string, error) {
+// APIKeysRequired reports whether publishing needs an API key.
+func (a *API) APIKeysRequired() bool { return len(a.cfg.APIKeys) > 0 }
+
+// CheckAPIKey checks the value of an Authorization header (or of gRPC's
+// authorization metadata), "Bearer <api key>", and returns the name of the
+// key's rate budget. Without APIKeys every value passes. Its *wire.Error is
+// unauthorized for a missing key, forbidden for a wrong one.
+func (a *API) CheckAPIKey(authorization string) (budget string, err error) {
 	if len(a.cfg.APIKeys) == 0 {
 		return "", nil
 	}
-	auth := r.Header.Get("Authorization")
-	key, ok := strings.CutPrefix(auth, "Bearer ")
+	key, ok := strings.CutPrefix(authorization, "Bearer ")
 	if !ok || key == "" {
 		return "", wire.Errorf(wire.CodeUnauthorized, "publishing needs Authorization: Bearer <api key>")
 	}
@@ -252,13 +256,49 @@ func (a *API) authorizePublish(r *http.Request) (string, error) {
 	return strconv.Itoa(which), nil
 }
 
-func (a *API) publish(w http.ResponseWriter, r *http.Request) {
-	budget, err := a.authorizePublish(r)
-	if err != nil {
-		WriteError(w, err)
-		return
+// RateLimitedError is the error of a publish over its API key's rate: a
+// rate_limited *wire.Error (which errors.As finds) and how long to wait.
+type RateLimitedError struct {
+	Err        *wire.Error
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitedError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the *wire.Error.
+func (e *RateLimitedError) Unwrap() error { return e.Err }
+
+// AdmitPublish and Publish are the node's one publish path, shared by
+// POST /v1/publish and the gRPC API so that both check the same things in
+// the same order. AdmitPublish checks the API key of authorization
+// (CheckAPIKey) and then the delivery backlog, which may make it wait, at
+// most until ctx is done; it returns the key's rate budget. The caller
+// then decodes its request form, validating each message with
+// wire.CheckPublishItem, and hands the messages to Publish.
+func (a *API) AdmitPublish(ctx context.Context, authorization string) (budget string, err error) {
+	if budget, err = a.CheckAPIKey(authorization); err != nil {
+		return "", err
 	}
-	if err := a.waitForBacklog(r.Context()); err != nil {
+	return budget, a.waitForBacklog(ctx)
+}
+
+// Publish takes items from budget's rate (over it: a *RateLimitedError)
+// and publishes them with Backend.Publish. The messages of one topic go
+// to its actor in one request, all or none. A ctx that ends (or the node's
+// request timeout) while a batch's topics are answering gives an
+// unavailable *wire.Error, and each topic's messages may or may not have
+// been published: a retry with the same idempotency keys publishes what is
+// missing and repeats nothing.
+func (a *API) Publish(ctx context.Context, budget string, items []wire.PublishItem) ([]wire.PublishResult, error) {
+	if err := a.reserve(budget, len(items)); err != nil {
+		return nil, err
+	}
+	return a.cfg.Backend.Publish(ctx, items)
+}
+
+func (a *API) publish(w http.ResponseWriter, r *http.Request) {
+	budget, err := a.AdmitPublish(r.Context(), r.Header.Get("Authorization"))
+	if err != nil {
 		WriteError(w, err)
 		return
 	}
@@ -272,12 +312,12 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
-	if err := a.reserve(w, budget, len(items)); err != nil {
-		WriteError(w, err)
-		return
-	}
-	results, err := a.cfg.Backend.Publish(r.Context(), items)
+	results, err := a.Publish(r.Context(), budget, items)
 	if err != nil {
+		var rl *RateLimitedError
+		if errors.As(err, &rl) {
+			w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(rl.RetryAfter.Seconds())), 10))
+		}
 		WriteError(w, err)
 		return
 	}
@@ -295,9 +335,9 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, out)
 }
 
-// reserve takes n messages from budget's allowance; over it, it sets
-// Retry-After and returns a rate_limited error.
-func (a *API) reserve(w http.ResponseWriter, budget string, n int) error {
+// reserve takes n messages from budget's allowance; over it, it returns a
+// *RateLimitedError.
+func (a *API) reserve(budget string, n int) error {
 	if a.cfg.PublishLimiter == nil {
 		return nil
 	}
@@ -305,9 +345,11 @@ func (a *API) reserve(w http.ResponseWriter, budget string, n int) error {
 	if wait <= 0 {
 		return nil
 	}
-	w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
-	return wire.Errorf(wire.CodeRateLimited, "over %g messages per second for this api key, retry later",
-		a.cfg.PublishLimiter.Rate())
+	return &RateLimitedError{
+		Err: wire.Errorf(wire.CodeRateLimited, "over %g messages per second for this api key, retry later",
+			a.cfg.PublishLimiter.Rate()),
+		RetryAfter: wait,
+	}
 }
 
 func (a *API) history(w http.ResponseWriter, r *http.Request) {

@@ -63,11 +63,8 @@ func decodePublishBodyJSON(body []byte, maxData int, allowSystem bool) (items []
 			return nil, false, Errorf(CodeBadRequest, `give either "messages" or one "topic" and "data", not both`)
 		}
 		raws, batch = *raw.Messages, true
-		if len(raws) == 0 {
-			return nil, true, Errorf(CodeBadRequest, "messages is empty")
-		}
-		if len(raws) > MaxBatch {
-			return nil, true, Errorf(CodeBadRequest, "a batch holds at most %d messages", MaxBatch)
+		if err := CheckBatchLen(len(raws)); err != nil {
+			return nil, true, err
 		}
 	} else {
 		raws = []rawPublishItem{raw.rawPublishItem}
@@ -81,26 +78,51 @@ func decodePublishBodyJSON(body []byte, maxData int, allowSystem bool) (items []
 		if r.Topic == nil {
 			return nil, batch, Errorf(CodeBadRequest, "%stopic is missing", where)
 		}
-		if err := ValidateTopic(*r.Topic); err != nil {
-			return nil, batch, Errorf(CodeBadRequest, "%s%s", where, err.(*Error).Message)
-		}
-		if !allowSystem && IsSystemTopic(*r.Topic) {
-			return nil, batch, Errorf(CodeForbidden, "%sonly the server publishes to %s topics", where, SystemPrefix)
-		}
-		if len(r.Data) == 0 {
-			return nil, batch, Errorf(CodeBadRequest, "%sdata is missing", where)
-		}
-		data, err := CompactData(r.Data, maxData)
+		item, err := CheckPublishItem(PublishItem{Topic: *r.Topic, Data: r.Data, Key: r.Key}, maxData, allowSystem)
 		if err != nil {
 			e := err.(*Error)
 			return nil, batch, Errorf(e.Code, "%s%s", where, e.Message)
 		}
-		if len(r.Key) > MaxKeyLen {
-			return nil, batch, Errorf(CodeBadRequest, "%skey is longer than %d bytes", where, MaxKeyLen)
-		}
-		items[i] = PublishItem{Topic: *r.Topic, Data: data, Key: r.Key}
+		items[i] = item
 	}
 	return items, batch, nil
+}
+
+// CheckPublishItem validates one message to publish, given as values (the
+// gRPC API) or read from a publish body, and returns it with its data
+// compacted. It is the one check of every publish API: a *Error with
+// CodeBadRequest (bad topic, data not JSON, key too long), CodeForbidden
+// (a sys: topic unless allowSystem) or CodeTooLarge (data over maxData).
+func CheckPublishItem(it PublishItem, maxData int, allowSystem bool) (PublishItem, error) {
+	if err := ValidateTopic(it.Topic); err != nil {
+		return PublishItem{}, err
+	}
+	if !allowSystem && IsSystemTopic(it.Topic) {
+		return PublishItem{}, Errorf(CodeForbidden, "only the server publishes to %s topics", SystemPrefix)
+	}
+	if len(it.Data) == 0 {
+		return PublishItem{}, Errorf(CodeBadRequest, "data is missing")
+	}
+	data, err := CompactData(it.Data, maxData)
+	if err != nil {
+		return PublishItem{}, err
+	}
+	if len(it.Key) > MaxKeyLen {
+		return PublishItem{}, Errorf(CodeBadRequest, "key is longer than %d bytes", MaxKeyLen)
+	}
+	return PublishItem{Topic: it.Topic, Data: data, Key: it.Key}, nil
+}
+
+// CheckBatchLen checks the number of messages of a batch, as
+// DecodePublishBody does for "messages".
+func CheckBatchLen(n int) error {
+	if n == 0 {
+		return Errorf(CodeBadRequest, "messages is empty")
+	}
+	if n > MaxBatch {
+		return Errorf(CodeBadRequest, "a batch holds at most %d messages", MaxBatch)
+	}
+	return nil
 }
 
 // ErrorBody is the JSON body of an HTTP error answer.

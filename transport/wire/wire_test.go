@@ -248,3 +248,46 @@ func TestAppendSubCommandRoundTrip(t *testing.T) {
 		require.Equal(t, cmd, got)
 	}
 }
+
+// TestCheckPublishItemIsTheBodyCheck: the gRPC API validates values with
+// CheckPublishItem; a body with the same message must get the same answer.
+func TestCheckPublishItemIsTheBodyCheck(t *testing.T) {
+	cases := []PublishItem{
+		{Topic: "a", Data: []byte(`{ "x": 1 }`), Key: "k"},
+		{Topic: "", Data: []byte(`1`)},
+		{Topic: "a b", Data: []byte(`1`)},
+		{Topic: "sys:x", Data: []byte(`1`)},
+		{Topic: "a", Data: nil},
+		{Topic: "a", Data: []byte(`not json`)},
+		{Topic: "a", Data: []byte(`"` + strings.Repeat("x", 70) + `"`)},
+		{Topic: "a", Data: []byte(`1`), Key: strings.Repeat("k", 201)},
+	}
+	for _, c := range cases {
+		body, err := json.Marshal(map[string]any{"topic": c.Topic, "data": json.RawMessage(c.Data), "key": c.Key})
+		if c.Data == nil {
+			body, err = json.Marshal(map[string]any{"topic": c.Topic})
+		}
+		if !json.Valid(c.Data) && c.Data != nil {
+			body, err = []byte(`{"topic":"a","data":not json}`), nil
+		}
+		require.NoError(t, err)
+		got, gotErr := CheckPublishItem(c, 64, false)
+		want, _, wantErr := decodePublishBodyJSON(body, 64, false)
+		if wantErr != nil {
+			require.Error(t, gotErr, string(body))
+			if strings.HasPrefix(string(body), `{"topic":"a","data":not`) {
+				// A body that is not JSON fails before its data is read.
+				require.Equal(t, CodeBadRequest, AsError(gotErr).Code)
+				continue
+			}
+			require.Equal(t, AsError(wantErr).Code, AsError(gotErr).Code, string(body))
+			require.Equal(t, AsError(wantErr).Message, AsError(gotErr).Message, string(body))
+			continue
+		}
+		require.NoError(t, gotErr, string(body))
+		require.Equal(t, want[0], got)
+	}
+	require.NoError(t, CheckBatchLen(MaxBatch))
+	require.Equal(t, CodeBadRequest, AsError(CheckBatchLen(0)).Code)
+	require.Equal(t, CodeBadRequest, AsError(CheckBatchLen(MaxBatch+1)).Code)
+}

@@ -3,6 +3,7 @@ module github.com/topicast/topicast
 go 1.26.8
 
 require (
+	connectrpc.com/connect v1.21.1
 	github.com/KimMachineGun/automemlimit v1.0.2
 	github.com/asynkron/protoactor-go v0.0.0-20240822202345-3c0e61ca19c9
 	github.com/centrifugal/fdelta v0.0.3

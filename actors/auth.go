@@ -37,6 +37,9 @@ func (h *connHandler) attachGuard(g *Guard, s transport.Session) {
 // connAuth is a connection actor's view of its guard.
 type connAuth struct {
 	guard *Guard
+	// service is set for a session opened with an API key
+	// (SessionInfo.Service): no token is asked of it.
+	service bool
 	// claims is nil until the client has authenticated, and always nil
 	// when no token is needed.
 	claims *auth.Claims
@@ -53,7 +56,9 @@ type connAuth struct {
 }
 
 // required reports whether the connection's commands need claims.
-func (ca *connAuth) required() bool { return ca.guard != nil && ca.guard.verifier != nil }
+func (ca *connAuth) required() bool {
+	return ca.guard != nil && ca.guard.verifier != nil && !ca.service
+}
 
 // allowSub and allowPub check the claims; without a token requirement
 // everything is allowed.
@@ -84,6 +89,7 @@ func (ca *connAuth) stopTimers() {
 
 func (a *connActor) onGuardAttached(c actor.Context, msg *guardAttached) {
 	a.auth.guard = msg.g
+	a.auth.service = a.sess.Info().Service
 	if !a.auth.required() || a.closed {
 		return
 	}

@@ -11,7 +11,7 @@ import (
 
 // Transport names of SessionInfo.Transport, in the order of the per-transport
 // counters. A name not listed counts as "other".
-var TransportNames = [...]string{"ws", "wt", "sse", "poll", "other"}
+var TransportNames = [...]string{"ws", "wt", "sse", "poll", "grpc", "other"}
 
 const numTransports = len(TransportNames)
 
@@ -25,6 +25,8 @@ func transportIndex(name string) int {
 		return 2
 	case "poll":
 		return 3
+	case "grpc":
+		return 4
 	}
 	return numTransports - 1
 }

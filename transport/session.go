@@ -103,7 +103,7 @@ type LatestSession interface {
 type SessionInfo struct {
 	// ID is unique within the node.
 	ID string
-	// Transport names the adapter: "ws", "wt", "sse", "poll".
+	// Transport names the adapter: "ws", "wt", "sse", "poll", "grpc".
 	Transport string
 	// RemoteAddr is the client's address as the server saw it.
 	RemoteAddr string
@@ -111,6 +111,10 @@ type SessionInfo struct {
 	Token string
 	// Origin is the Origin header of the upgrade, if any.
 	Origin string
+	// Service marks the session of a backend service that proved an API
+	// key (gRPC Subscribe): it needs no client token, and its
+	// subscriptions are not held to a token's patterns.
+	Service bool
 }
 
 // Handler receives what a client sends on a session. Adapters call its

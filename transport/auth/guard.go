@@ -14,10 +14,16 @@ import (
 // *Verifier, the one of a server that needs no token, allows everything,
 // so v.AuthorizeRequest can be handed to the HTTP transports either way.
 func (v *Verifier) AuthorizeRequest(r *http.Request, topics []string) error {
+	return v.AuthorizeToken(FromRequest(r), topics)
+}
+
+// AuthorizeToken is AuthorizeRequest for a token already taken from its
+// request (gRPC metadata, say): valid, and allowing every one of topics.
+func (v *Verifier) AuthorizeToken(token string, topics []string) error {
 	if v == nil {
 		return nil
 	}
-	claims, err := v.Verify(FromRequest(r))
+	claims, err := v.Verify(token)
 	if err != nil {
 		return err
 	}

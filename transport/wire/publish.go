@@ -63,29 +63,44 @@ func decodePublishBodyJSON(body []byte, maxData int, allowSystem bool) (items []
 			return nil, false, Errorf(CodeBadRequest, `give either "messages" or one "topic" and "data", not both`)
 		}
 		raws, batch = *raw.Messages, true
-		if err := CheckBatchLen(len(raws)); err != nil {
-			return nil, true, err
-		}
 	} else {
 		raws = []rawPublishItem{raw.rawPublishItem}
 	}
 	items = make([]PublishItem, len(raws))
 	for i, r := range raws {
-		where := ""
-		if batch {
-			where = "messages[" + strconv.Itoa(i) + "]: "
+		if r.Topic != nil { // a missing topic is an empty one: "topic is missing"
+			items[i].Topic = *r.Topic
 		}
-		if r.Topic == nil {
-			return nil, batch, Errorf(CodeBadRequest, "%stopic is missing", where)
+		items[i].Data, items[i].Key = r.Data, r.Key
+	}
+	if err := CheckPublishItems(items, batch, maxData, allowSystem); err != nil {
+		return nil, batch, err
+	}
+	return items, batch, nil
+}
+
+// CheckPublishItems validates the messages of one publish with
+// CheckPublishItem and compacts their data in place. For a batch (at most
+// MaxBatch, checked too) the first bad message decides the error, whose
+// message starts with "messages[i]: ".
+func CheckPublishItems(items []PublishItem, batch bool, maxData int, allowSystem bool) error {
+	if batch {
+		if err := CheckBatchLen(len(items)); err != nil {
+			return err
 		}
-		item, err := CheckPublishItem(PublishItem{Topic: *r.Topic, Data: r.Data, Key: r.Key}, maxData, allowSystem)
+	}
+	for i := range items {
+		item, err := CheckPublishItem(items[i], maxData, allowSystem)
 		if err != nil {
+			if !batch {
+				return err
+			}
 			e := err.(*Error)
-			return nil, batch, Errorf(e.Code, "%s%s", where, e.Message)
+			return Errorf(e.Code, "messages[%d]: %s", i, e.Message)
 		}
 		items[i] = item
 	}
-	return items, batch, nil
+	return nil
 }
 
 // CheckPublishItem validates one message to publish, given as values (the

@@ -49,7 +49,7 @@ func NewMain(stdout, stderr io.Writer) *Main {
 func (m *Main) ParseFlags(args []string) error {
 	c := &m.cfg
 	var apiKeys, origins stringList
-	var wt, tlsCert, tlsKey string
+	var wt, tlsCert, tlsKey, grpc string
 	var tokenSecret, tokenSecretFile string
 	fs := flag.NewFlagSet("topicast serve", flag.ContinueOnError)
 	fs.SetOutput(m.stderr)
@@ -72,6 +72,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", websocket.DefaultWriteTimeout, "bound of one write to a client; hitting it closes the client (4008)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "how long shutdown waits for clients to be closed")
 	fs.StringVar(&wt, "wt", webtransport.DefaultAddr, `WebTransport (HTTP/3, UDP) listen address, or "off"`)
+	fs.StringVar(&grpc, "grpc", "on", "gRPC API for services (topicast.v1.Publisher: gRPC, gRPC-Web and Connect) on the HTTP port, over HTTP/2 (cleartext, or TLS with --tls-cert): on or off")
 	fs.StringVar(&tlsCert, "tls-cert", "", "certificate chain (PEM, leaf first): --http then serves HTTPS/WSS (HTTP/2 on) and WebTransport uses it; reloaded on SIGHUP and when the files change. Without it --http is plain HTTP and WebTransport makes a development certificate (loopback only)")
 	fs.StringVar(&tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
 	fs.Var(&apiKeys, "api-key", "API key that POST /v1/publish requires (repeatable)")
@@ -123,6 +124,13 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if wt != "off" {
 		c.WTAddr = wt
+	}
+	switch grpc {
+	case "on":
+	case "off":
+		c.DisableGRPC = true
+	default:
+		return &exitError{2, fmt.Errorf("--grpc must be on or off, got %q", grpc)}
 	}
 	logger, err := newLogger(m.stderr, m.logFormat, m.logLevel)
 	if err != nil {

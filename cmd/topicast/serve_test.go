@@ -28,6 +28,11 @@ func TestServeDefaults(t *testing.T) {
 	require.Equal(t, -1, parse("--history-size", "0").cfg.Node.Topic.HistorySize)
 	require.Equal(t, 7, parse("--history-size", "7").cfg.Node.Topic.HistorySize)
 	require.Error(t, NewMain(io.Discard, io.Discard).ParseFlags([]string{"--history-size", "-1"}))
+
+	require.False(t, m.cfg.DisableGRPC, "the gRPC API is on by default")
+	require.True(t, parse("--grpc", "off").cfg.DisableGRPC)
+	require.False(t, parse("--grpc", "on").cfg.DisableGRPC)
+	require.Error(t, NewMain(io.Discard, io.Discard).ParseFlags([]string{"--grpc", "no"}))
 }
 
 // TestServeTLSFlags checks that --tls-cert and --tls-key are loaded while

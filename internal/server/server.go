@@ -23,6 +23,7 @@ import (
 	jsclient "github.com/topicast/topicast/sdk/js"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/auth"
+	"github.com/topicast/topicast/transport/grpcapi"
 	"github.com/topicast/topicast/transport/httpapi"
 	"github.com/topicast/topicast/transport/poll"
 	"github.com/topicast/topicast/transport/sse"
@@ -80,6 +81,10 @@ type Config struct {
 	TLS *tlsreload.Reloader
 	// DrainTimeout bounds Close. Zero means DefaultDrainTimeout.
 	DrainTimeout time.Duration
+	// DisableGRPC turns off the gRPC API (topicast.v1.Publisher, served
+	// under /topicast.v1.Publisher/ on the HTTP port, and the unencrypted
+	// HTTP/2 that gRPC needs there).
+	DisableGRPC bool
 	// StatsInterval is how often the node publishes its stats to
 	// StatsTopic. Zero means DefaultStatsInterval; negative, never.
 	StatsInterval time.Duration
@@ -264,6 +269,7 @@ func (s *Server) routes(w wiring) (*http.ServeMux, error) {
 	api := s.httpAPI(w)
 	api.Register(mux)
 	s.routeHTTPClients(mux, api, w)
+	s.routeGRPC(mux, api, w)
 	web, err := fs.Sub(webFS, "web")
 	if err != nil {
 		return nil, err
@@ -315,6 +321,31 @@ func (s *Server) routeHTTPClients(mux *http.ServeMux, api *httpapi.API, w wiring
 	})))
 }
 
+// routeGRPC mounts the gRPC API, unless it is off. It publishes through
+// api, the node's one publish path, so its keys, limits and answers are
+// those of POST /v1/publish.
+func (s *Server) routeGRPC(mux *http.ServeMux, api *httpapi.API, w wiring) {
+	if s.cfg.DisableGRPC {
+		return
+	}
+	var authorizeToken func(string, []string) error
+	if v := s.guard.Verifier(); v != nil {
+		authorizeToken = v.AuthorizeToken
+	}
+	path, h := grpcapi.New(grpcapi.Config{
+		Publisher:       api,
+		History:         s.node,
+		Accept:          w.accept,
+		AuthorizeToken:  authorizeToken,
+		MaxMessage:      w.maxMessage,
+		MaxPendingBytes: s.cfg.MaxQueue,
+		WriteTimeout:    s.cfg.WriteTimeout,
+		NodeState:       w.state,
+		Logger:          s.logger,
+	}).Handler()
+	mux.Handle(path, h)
+}
+
 // routePprof serves profiles when TOPICAST_DEBUG_PPROF is set: they are for
 // performance work and expose internals on the public port.
 func (s *Server) routePprof(mux *http.ServeMux) {
@@ -338,6 +369,16 @@ func (s *Server) serveHTTP(mux *http.ServeMux) {
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 	}
 	if s.cfg.TLS == nil {
+		if !s.cfg.DisableGRPC {
+			// gRPC clients speak HTTP/2 from the first byte (prior
+			// knowledge) on a cleartext port. Other requests still come as
+			// HTTP/1.1, which WebSocket upgrades and browsers' SSE need.
+			var p http.Protocols
+			p.SetHTTP1(true)
+			p.SetHTTP2(true)
+			p.SetUnencryptedHTTP2(true)
+			s.http.Protocols = &p
+		}
 		go func() { s.served <- s.http.Serve(s.ln) }()
 		return
 	}
@@ -411,6 +452,13 @@ func (s *Server) logListening() {
 			slog.String("cert_subject", leaf.Subject.String()), slog.Time("cert_not_after", leaf.NotAfter)}
 	} else if !isLoopback(addr) {
 		s.logger.Warn("plain HTTP on a non-loopback address: tokens, API keys and messages cross the network unencrypted; give --tls-cert and --tls-key or put a TLS proxy in front")
+	}
+	if !s.cfg.DisableGRPC {
+		scheme := "h2c://"
+		if s.cfg.TLS != nil {
+			scheme = "https://"
+		}
+		attrs = append(attrs, slog.String("grpc", scheme+addr+"/topicast.v1.Publisher/"))
 	}
 	if s.wt != nil {
 		attrs = append(attrs, slog.String("wt", s.wt.URL()))

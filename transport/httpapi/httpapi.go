@@ -259,11 +259,14 @@ func (a *API) CheckAPIKey(authorization string) (budget string, err error) {
 // RateLimitedError is the error of a publish over its API key's rate: a
 // rate_limited *wire.Error (which errors.As finds) and how long to wait.
 type RateLimitedError struct {
-	Err        *wire.Error
-	RetryAfter time.Duration
+	Err  *wire.Error
+	Wait time.Duration
 }
 
 func (e *RateLimitedError) Error() string { return e.Err.Error() }
+
+// RetryAfter returns how long the publisher must wait.
+func (e *RateLimitedError) RetryAfter() time.Duration { return e.Wait }
 
 // Unwrap returns the *wire.Error.
 func (e *RateLimitedError) Unwrap() error { return e.Err }
@@ -316,7 +319,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var rl *RateLimitedError
 		if errors.As(err, &rl) {
-			w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(rl.RetryAfter.Seconds())), 10))
+			w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(rl.Wait.Seconds())), 10))
 		}
 		WriteError(w, err)
 		return
@@ -348,7 +351,7 @@ func (a *API) reserve(budget string, n int) error {
 	return &RateLimitedError{
 		Err: wire.Errorf(wire.CodeRateLimited, "over %g messages per second for this api key, retry later",
 			a.cfg.PublishLimiter.Rate()),
-		RetryAfter: wait,
+		Wait: wait,
 	}
 }
 

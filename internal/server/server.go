@@ -343,7 +343,9 @@ func (s *Server) routeGRPC(mux *http.ServeMux, api *httpapi.API, w wiring) {
 		NodeState:       w.state,
 		Logger:          s.logger,
 	}).Handler()
-	mux.Handle(path, h)
+	// Every protocol of the service calls with POST; a method-less pattern
+	// would conflict with "GET /".
+	mux.Handle("POST "+path, h)
 }
 
 // routePprof serves profiles when TOPICAST_DEBUG_PPROF is set: they are for

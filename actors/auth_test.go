@@ -104,6 +104,28 @@ func TestGuardHello(t *testing.T) {
 	})
 }
 
+// TestGuardServiceSession: a session that proved an API key (gRPC
+// Subscribe, SessionInfo.Service) needs no token, even when tokens are
+// required, and is not held to a token's patterns; it is still counted
+// and limited.
+func TestGuardServiceSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newGuardEnv(t)
+		g, accept := e.guarded(GuardConfig{TokenSecret: guardSecret, HelloTimeout: 100 * time.Millisecond})
+		s := testutil.NewSession()
+		s.Info().Service = true
+		h := &onceClosed{Handler: accept(s)}
+		t.Cleanup(func() { h.HandleClosed(nil) })
+		c := &client{sess: s, handler: h}
+		c.send(`{"op":"sub","id":1,"topic":"sys:stats"}`)
+		require.Equal(t, "ok", c.next(t, 1)[0].Op)
+		time.Sleep(200 * time.Millisecond) // fake time: past the hello timeout, which does not apply
+		synctest.Wait()
+		require.Nil(t, c.sess.Closed())
+		require.Equal(t, 1, g.Conns())
+	})
+}
+
 // TestGuardTokenExpiry runs in a synctest bubble, like TestGuardHello: the
 // expiry timers fire on the fake clock.
 func TestGuardTokenExpiry(t *testing.T) {

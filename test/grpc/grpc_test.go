@@ -340,3 +340,26 @@ func TestGRPCConnectProtocol(t *testing.T) {
 	_, err = c.Publish(context.Background(), req)
 	require.Equal(t, connect.CodePermissionDenied, connect.CodeOf(err))
 }
+
+// TestGRPCWebProtocol makes the calls a browser's gRPC-Web client makes
+// (binary protobuf over HTTP/1.1, trailers in the body) to the same
+// handler, errors included.
+func TestGRPCWebProtocol(t *testing.T) {
+	p := prefix()
+	c := topicastv1connect.NewPublisherClient(httpClient, "http://"+srv.Addr(), connect.WithGRPCWeb())
+	req := connect.NewRequest(&topicastv1.PublishBatchRequest{Messages: []*topicastv1.PublishRequest{
+		{Topic: p + "web", Data: []byte(`1`)}, {Topic: p + "web", Data: []byte(`2`)},
+	}})
+	req.Header().Set("Authorization", "Bearer "+grpcKey)
+	res, err := c.PublishBatch(context.Background(), req)
+	require.NoError(t, err)
+	require.Len(t, res.Msg.GetResults(), 2)
+	require.Equal(t, uint64(2), res.Msg.GetResults()[1].GetSeq())
+
+	req = connect.NewRequest(&topicastv1.PublishBatchRequest{Messages: []*topicastv1.PublishRequest{
+		{Topic: p + "web", Data: []byte(`{`)},
+	}})
+	req.Header().Set("Authorization", "Bearer "+grpcKey)
+	_, err = c.PublishBatch(context.Background(), req)
+	require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err), "%v", err)
+}

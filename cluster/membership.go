@@ -21,6 +21,7 @@ import (
 
 	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/cluster/redisstore"
+	"github.com/topicast/topicast/transport"
 )
 
 // HealthPortOffset is added to a node's cluster port to get the port of its
@@ -257,7 +258,9 @@ type closableStore interface {
 	Close()
 }
 
-func newStore(cfg Config) (closableStore, error) {
+// newStore opens the Redis store of cfg, nil without one; its failures
+// count in m.StoreErrors.
+func newStore(cfg Config, m *transport.NodeMetrics) (closableStore, error) {
 	if cfg.Redis == "" {
 		return nil, nil
 	}
@@ -288,7 +291,46 @@ func newStore(cfg Config) (closableStore, error) {
 	if err := s.Ping(context.Background()); err != nil {
 		cfg.Logger.Warn("redis does not answer: topics answer unavailable until it does", slog.Any("err", err))
 	}
-	return s, nil
+	return countingStore{s, m}, nil
+}
+
+// countingStore counts its store's failures in NodeMetrics.StoreErrors, for
+// /metrics: topics answer "unavailable" while Redis is down, and operators
+// need to see why.
+type countingStore struct {
+	*redisstore.Store
+	m *transport.NodeMetrics
+}
+
+var _ closableStore = countingStore{}
+
+// count counts err unless it is none, a fence (a newer activation took the
+// topic: the cluster working, not the store failing), repeated idempotency
+// keys (an answer, not a failure) or a cancellation.
+func (s countingStore) count(err error) error {
+	var dup *actors.DuplicateKeysError
+	if err != nil && !errors.Is(err, actors.ErrFenced) && !errors.As(err, &dup) && !errors.Is(err, context.Canceled) {
+		s.m.StoreErrors.Add(1)
+	}
+	return err
+}
+
+func (s countingStore) Open(ctx context.Context, topic, newEpoch string, limit int, minAt int64) (*actors.TopicState, error) {
+	st, err := s.Store.Open(ctx, topic, newEpoch, limit, minAt)
+	return st, s.count(err)
+}
+
+func (s countingStore) Append(ctx context.Context, topic string, fence uint64, msgs []actors.StoredMessage, minSeq uint64) error {
+	return s.count(s.Store.Append(ctx, topic, fence, msgs, minSeq))
+}
+
+func (s countingStore) Fence(ctx context.Context, topic string) (uint64, error) {
+	f, err := s.Store.Fence(ctx, topic)
+	return f, s.count(err)
+}
+
+func (s countingStore) Trim(ctx context.Context, topic string, fence uint64, minSeq uint64) error {
+	return s.count(s.Store.Trim(ctx, topic, fence, minSeq))
 }
 
 // libHandler quiets protoactor messages that repeat at every refresh while

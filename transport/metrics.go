@@ -63,6 +63,16 @@ type NodeMetrics struct {
 	// Latency is the delivery latency: from a message's publish time (its
 	// "ts") to the write that delivered it.
 	Latency LatencyHistogram
+	// PublishLatency is the time a node's Publish takes to answer a
+	// successful call (one observation per call, a batch as one): routing,
+	// the topic actor, and the store's append when there is one.
+	PublishLatency LatencyHistogram
+	// StoreErrors counts the history store's failures (Redis unreachable,
+	// timeouts); fencing by a newer activation is not one.
+	StoreErrors atomic.Uint64
+
+	// publishErrors counts failed publishes by wire.ErrorCode.
+	publishErrors [numErrorCodes]atomic.Uint64
 
 	conns  [numTransports]atomic.Int64
 	opened [numTransports]atomic.Uint64
@@ -72,6 +82,26 @@ type NodeMetrics struct {
 	// Guarded by topicMu: local subscribers per topic, only topics with one
 	// at least.
 	topicSubs map[string]int
+}
+
+// numErrorCodes bounds the wire.ErrorCode values, CodeInternal the largest.
+const numErrorCodes = int(wire.CodeInternal) + 1
+
+// PublishFailed counts a failed publish call by the code of its error.
+func (m *NodeMetrics) PublishFailed(code wire.ErrorCode) {
+	if int(code) >= numErrorCodes || code == 0 {
+		code = wire.CodeInternal
+	}
+	m.publishErrors[code].Add(1)
+}
+
+// PublishErrors returns the failed publish calls by error code; index 0 is
+// unused.
+func (m *NodeMetrics) PublishErrors() (out [numErrorCodes]uint64) {
+	for i := range out {
+		out[i] = m.publishErrors[i].Load()
+	}
+	return out
 }
 
 // ConnOpened counts a session of the named transport as open.

@@ -28,7 +28,13 @@
 //	topicast_topics_subscribed                  gauge    topics with subscribers on this node
 //	topicast_publishes_total                    counter  messages numbered by this node's topics
 //	topicast_deliveries_total                   counter  msg frames written to clients
+//	topicast_conflated_total                    counter  latest-value msgs replaced before their write
+//	topicast_delta_saved_bytes_total            counter  bytes delta subscriptions were spared
+//	topicast_written_bytes_total                counter  bytes of frames written to clients
 //	topicast_delivery_latency_seconds           histogram publish ("ts") to write, 1 batch in 8 sampled
+//	topicast_publish_latency_seconds            histogram a successful publish call (a batch once)
+//	topicast_publish_errors_total{code}         counter  failed publish calls by wire error code
+//	topicast_store_errors_total                 counter  history store (Redis) failures
 //	topicast_outbound_queue_bytes               gauge    bytes queued for clients, not yet written
 //	topicast_history_messages                   gauge    messages retained for recovery
 //	topicast_cluster_members                    gauge    members this node sees

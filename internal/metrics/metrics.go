@@ -177,6 +177,9 @@ var (
 	descWritten   = prometheus.NewDesc("topicast_written_bytes_total", "Bytes of the frames written to clients (WebSocket, WebTransport streams, SSE), framing not included.", nil, nil)
 	descDeltaSave = prometheus.NewDesc("topicast_delta_saved_bytes_total", "Bytes that delta subscriptions were spared: full frame lengths less their delta frames'.", nil, nil)
 	descLatency   = prometheus.NewDesc("topicast_delivery_latency_seconds", "Time from a message's publish to its write to a client, sampled on one written batch in eight per connection (millisecond resolution; recoveries excluded).", nil, nil)
+	descPubLat    = prometheus.NewDesc("topicast_publish_latency_seconds", "Time a successful publish call takes on this node (HTTP, clients' pub, sys:stats; a batch counts once): routing, the topic actor, the store's append.", nil, nil)
+	descPubErrors = prometheus.NewDesc("topicast_publish_errors_total", "Failed publish calls on this node, by error code (as on the wire: unavailable, rate_limited, ...).", []string{"code"}, nil)
+	descStoreErrs = prometheus.NewDesc("topicast_store_errors_total", "Failures of the history store (Redis unreachable, timeouts); fencing by a newer activation excluded.", nil, nil)
 	descQueue     = prometheus.NewDesc("topicast_outbound_queue_bytes", "Bytes queued for clients and not yet written.", nil, nil)
 	descHistory   = prometheus.NewDesc("topicast_history_messages", "Messages the topic actors of this node retain for recovery.", nil, nil)
 	descMembers   = prometheus.NewDesc("topicast_cluster_members", "Cluster members this node sees.", nil, nil)
@@ -192,8 +195,8 @@ var exportedBoundsUs = []int64{500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 10
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descOpened, descClosed, descSubs, descTopics, descSubTopics,
-		descPublishes, descDeliver, descConflated, descWritten, descDeltaSave, descLatency, descQueue, descHistory, descMembers, descInfo,
-		descTLSReload, descTLSExpiry} {
+		descPublishes, descDeliver, descConflated, descWritten, descDeltaSave, descLatency, descPubLat, descPubErrors, descStoreErrs,
+		descQueue, descHistory, descMembers, descInfo, descTLSReload, descTLSExpiry} {
 		ch <- d
 	}
 }
@@ -222,7 +225,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descConflated, prometheus.CounterValue, float64(pm.Conflated.Load()))
 	ch <- prometheus.MustNewConstMetric(descWritten, prometheus.CounterValue, float64(pm.BytesWritten.Load()))
 	ch <- prometheus.MustNewConstMetric(descDeltaSave, prometheus.CounterValue, float64(pm.DeltaBytesSaved.Load()))
-	ch <- latencyMetric(&pm.Latency)
+	ch <- latencyMetric(descLatency, &pm.Latency)
+	ch <- latencyMetric(descPubLat, &pm.PublishLatency)
+	// Every code is exported, zeros too, so that rate() and alerts over
+	// them see a series from the first scrape on.
+	for code, n := range pm.PublishErrors() {
+		if code == 0 {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(descPubErrors, prometheus.CounterValue, float64(n), wire.ErrorCode(code).String())
+	}
+	ch <- prometheus.MustNewConstMetric(descStoreErrs, prometheus.CounterValue, float64(pm.StoreErrors.Load()))
 	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(st.PendingBytes()))
 	ch <- prometheus.MustNewConstMetric(descHistory, prometheus.GaugeValue, float64(pm.HistoryMessages.Load()))
 	ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(c.m.cfg.Node.Members()))
@@ -235,8 +248,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// latencyMetric folds the fine latency buckets of h into exportedBoundsUs.
-func latencyMetric(h *transport.LatencyHistogram) prometheus.Metric {
+// latencyMetric folds the fine latency buckets of h into exportedBoundsUs, as
+// the histogram desc.
+func latencyMetric(desc *prometheus.Desc, h *transport.LatencyHistogram) prometheus.Metric {
 	var s transport.LatencySnapshot
 	h.Snapshot(&s)
 	bounds := transport.LatencyBounds()
@@ -251,7 +265,7 @@ func latencyMetric(h *transport.LatencyHistogram) prometheus.Metric {
 			j++
 		}
 	}
-	return prometheus.MustNewConstHistogram(descLatency, total, float64(s.SumMicros)/1e6, buckets)
+	return prometheus.MustNewConstHistogram(desc, total, float64(s.SumMicros)/1e6, buckets)
 }
 
 // Sample is the state of the counters at one time.

@@ -52,7 +52,12 @@ func TestExportedBoundsAreBuckets(t *testing.T) {
 }
 
 func TestHandler(t *testing.T) {
-	m := New(Config{Node: fakeNode{}, Version: "v9"})
+	st := new(transport.NodeState)
+	m := New(Config{Node: fakeNode{}, Version: "v9", NodeState: st})
+	st.Metrics.PublishFailed(wire.CodeUnavailable)
+	st.Metrics.PublishFailed(wire.ErrorCode(200)) // unknown: internal
+	st.Metrics.PublishLatency.Observe(3*time.Millisecond, 1)
+	st.Metrics.StoreErrors.Add(2)
 	m.ConnOpened(&transport.SessionInfo{Transport: "ws"})
 	m.ConnClosed(&transport.SessionInfo{Transport: "ws"}, transport.DisconnectSlow)
 	require.Equal(t, uint64(1), m.SlowConsumerCloses())
@@ -67,6 +72,12 @@ func TestHandler(t *testing.T) {
 		`topicast_delivery_latency_seconds_bucket{le="0.0005"}`,
 		`topicast_delivery_latency_seconds_bucket{le="+Inf"}`,
 		`# TYPE topicast_deliveries_total counter`,
+		`topicast_publish_errors_total{code="unavailable"} 1`,
+		`topicast_publish_errors_total{code="internal"} 1`,
+		`topicast_publish_errors_total{code="bad_request"} 0`,
+		`topicast_publish_latency_seconds_bucket{le="0.0025"} 0`,
+		`topicast_publish_latency_seconds_bucket{le="0.005"} 1`,
+		`topicast_store_errors_total 2`,
 		`go_goroutines`,
 	} {
 		require.Contains(t, body, want)

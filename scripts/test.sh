@@ -27,11 +27,27 @@ command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 # test/typescript checks sdk/js/topicast.d.ts with the TypeScript compiler,
 # which npm installs there (test/typescript/package-lock.json).
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# test/observability_test.go checks the alert rules, the dashboard's PromQL
+# and a live node's /metrics with promtool, from Debian's prometheus package.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# Installing the prometheus package starts a Prometheus server (:9090) and,
+# recommended, a node exporter (:9100) where the init system lets packages
+# start services. The tests need promtool only: stop the services this run
+# installed (a stop of a service that did not start fails; that is fine).
+if [[ " ${need_apt[*]-} " == *" prometheus "* ]]; then
+  for svc in prometheus prometheus-node-exporter; do
+    if [[ -d /run/systemd/system ]]; then
+      systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    else
+      invoke-rc.d "$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 gobin="$(go env GOPATH)/bin"

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,15 @@ func TestNodeStartsWhileRedisIsDown(t *testing.T) {
 		_, err := publish(ctx, n2.http, topic, "down", []byte(`{"n":1}`))
 		if err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "unavailable") {
 			t.Fatalf("publish to %s with Redis down: got %v, want 503 unavailable", topic, err)
+		}
+	}
+	// /metrics shows why (the store) and what publishers saw (the alerts
+	// TopicastStoreUnavailable and TopicastPublishErrors read these).
+	m := scrapeText(t, n2)
+	for _, want := range []string{"topicast_store_errors_total ", `topicast_publish_errors_total{code="unavailable"} `} {
+		v := metricLine(m, want)
+		if v < 1 || strings.Contains(want, "publish") && v < 3 {
+			t.Errorf("n2 with Redis down: %s%v", want, v)
 		}
 	}
 
@@ -108,4 +118,29 @@ func TestNamespaceHistoryInRedis(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, oldest, seq, "the oldest message %s keeps", topic)
 	}
+}
+
+// scrapeText returns n's /metrics.
+func scrapeText(t *testing.T, n *node) string {
+	t.Helper()
+	resp, err := httpClient.Get("http://" + n.http + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// metricLine returns the value of the line of text that starts with
+// prefix (a series name and labels, then a space), -1 if there is none.
+func metricLine(text, prefix string) float64 {
+	for line := range strings.Lines(text) {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }

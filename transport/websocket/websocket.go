@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -95,8 +96,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
+	if !isUpgrade(r) {
+		// gobwas/ws hijacks the connection before it looks at the request:
+		// answered there, a plain GET /ws would cost the client its
+		// keep-alive connection. Answered here, it costs nothing.
+		http.Error(w, "not a WebSocket upgrade: GET with Connection: Upgrade and Upgrade: websocket expected", http.StatusBadRequest)
+		return
+	}
 	conn, rw, _, err := ws.UpgradeHTTP(r, w)
 	if err != nil {
+		if conn != nil {
+			// Hijacked: ws wrote the refusal on it, and nobody else will
+			// close it.
+			conn.Close()
+		}
 		h.cfg.Logger.LogAttrs(r.Context(), slog.LevelDebug, "websocket upgrade failed", slog.Any("err", err))
 		return
 	}
@@ -145,6 +158,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.readBlocking()
+}
+
+// isUpgrade reports whether r asks for a WebSocket upgrade at all (RFC 6455
+// section 4.1: GET, a Connection header with the upgrade token, Upgrade:
+// websocket). The rest of the handshake (key, version) is ws's to check.
+func isUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodGet && hasToken(r.Header, "Connection", "upgrade") && hasToken(r.Header, "Upgrade", "websocket")
+}
+
+// hasToken reports whether a comma-separated header of h holds token,
+// ignoring case.
+func hasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Close stops the poller that serves idle connections. Sessions still open

@@ -1,9 +1,11 @@
 package websocket
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -370,4 +372,45 @@ func TestPooledWriteDoesNotWaitForAControlWrite(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, `{"a":1}`, string(msg))
 	s.Close(transport.DisconnectShutdown)
+}
+
+// TestRefusedUpgradeKeepsOrClosesTheConnection: a request that is no
+// upgrade at all gets a 400 through net/http and its keep-alive
+// connection serves the next request; an upgrade that fails the handshake
+// (no key) is refused on the hijacked connection, which is then closed
+// rather than left open with nobody reading it.
+func TestRefusedUpgradeKeepsOrClosesTheConnection(t *testing.T) {
+	_, url := start(t, Config{})
+	addr := strings.TrimPrefix(url, "ws://")
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(5*time.Second)))
+	br := bufio.NewReader(conn)
+	for range 2 {
+		_, err := fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		_, err = io.Copy(io.Discard, resp.Body)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+		require.False(t, resp.Close, "the connection is kept")
+	}
+
+	conn2, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer conn2.Close()
+	require.NoError(t, conn2.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = fmt.Fprintf(conn2, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", addr)
+	require.NoError(t, err)
+	br2 := bufio.NewReader(conn2)
+	resp, err := http.ReadResponse(br2, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	_, err = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, err)
+	_, err = br2.ReadByte()
+	require.ErrorIs(t, err, io.EOF, "the server closed the hijacked connection")
 }

@@ -64,6 +64,7 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/quic-go/qpack v0.6.0 // indirect
 	github.com/redis/go-redis/v9 v9.23.0
+	github.com/topicast/topicast/sdk v0.0.0-00010101000000-000000000000
 	github.com/twmb/murmur3 v1.1.8 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	github.com/valyala/fasttemplate v1.2.1 // indirect
@@ -91,3 +92,7 @@ require (
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20231002182017-d307bd883b97 // indirect
 	google.golang.org/grpc v1.60.1
 )
+
+// The SDK (and the wire package both use) is the module in sdk/, built from
+// this checkout; a release tags sdk/vX.Y.Z with the server's vX.Y.Z.
+replace github.com/topicast/topicast/sdk => ./sdk

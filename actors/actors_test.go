@@ -12,7 +12,7 @@ import (
 
 	"github.com/topicast/topicast/actors/actorpb"
 	"github.com/topicast/topicast/internal/testutil"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // fakeClock is a Clock that tests move by hand.

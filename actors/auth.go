@@ -7,9 +7,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/auth"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // guardAttached gives a connection actor its guard. The adapter starts

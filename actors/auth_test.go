@@ -11,9 +11,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/topicast/topicast/internal/testutil"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/auth"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 var guardSecret = []byte("actors-test-secret-0123456789abcdef")

@@ -14,7 +14,7 @@ import (
 
 	"github.com/topicast/topicast/actors/actorpb"
 	"github.com/topicast/topicast/internal/testutil"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // doc is a 2 KiB JSON document whose field n changes.

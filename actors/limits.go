@@ -3,9 +3,9 @@ package actors
 import (
 	"time"
 
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/auth"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // Defaults of GuardConfig. docs/security.md lists them with their errors.

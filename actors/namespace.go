@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport/auth"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // Namespace is a topic pattern with options (PROTOCOL.md 1.1, "Namespaces"):

@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // Publisher publishes messages: the node's publish path, which finds each

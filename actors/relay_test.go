@@ -11,7 +11,7 @@ import (
 
 	"github.com/topicast/topicast/actors/actorpb"
 	"github.com/topicast/topicast/internal/testutil"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // fakeStore is a durable HistoryStore in memory, with fencing, for tests.

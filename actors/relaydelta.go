@@ -3,7 +3,7 @@ package actors
 import (
 	"github.com/centrifugal/fdelta"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // relayDeltas is a relay's state for its "delta":"fossil" subscribers

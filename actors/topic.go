@@ -11,8 +11,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/topicast/topicast/actors/actorpb"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // Defaults of TopicConfig.

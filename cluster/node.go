@@ -17,8 +17,8 @@ import (
 
 	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/actors/actorpb"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // TopicKind is the cluster kind of topic grains.

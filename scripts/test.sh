@@ -62,10 +62,14 @@ unformatted=$(gofmt -l $(git ls-files '*.go'))
 if [[ -n "$unformatted" ]]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
+# sdk/ is a module of its own (the Go client, sdk/wire, sdk/js): every Go
+# step runs in both modules.
 log "go vet"
 go vet ./...
+(cd sdk && go vet ./...)
 log "staticcheck"
 "$gobin/staticcheck" ./...
+(cd sdk && "$gobin/staticcheck" ./...)
 log "tsc -p test/typescript (topicast.d.ts against a typed example)"
 if [[ ! -x test/typescript/node_modules/.bin/tsc ]]; then
   (cd test/typescript && npm ci --no-audit --no-fund --loglevel=error)
@@ -75,6 +79,7 @@ test/typescript/node_modules/.bin/tsc -p test/typescript
 # --- tests -------------------------------------------------------------------
 log "go test -race (packages)"
 go test -race -shuffle=on -timeout 20m $short $(go list ./... | grep -v '/topicast/test')
+(cd sdk && go test -race -shuffle=on -timeout 10m $short ./...)
 
 # The end-to-end tiers run one package at a time: some compare latencies with
 # and without a disturbance in the same run, which another package's load on
@@ -95,12 +100,13 @@ log "fuzz (a few seconds per target)"
 # 1.26's fuzz coordinator can report its own -fuzztime deadline as a failure
 # ("context deadline exceeded", no crasher written; golang/go#75804, fixed in
 # Go 1.27). 50000 executions take about 5 s per target on this machine.
-fuzz() { # package target
-  go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-50000x}" "$1"
+fuzz() { # module-dir package target
+  (cd "$1" && go test -run '^$' -fuzz "^$3\$" -fuzztime "${FUZZTIME:-50000x}" "$2")
 }
-for pkg in ./transport/wire/ ./transport/auth/; do
-  for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
-    fuzz "$pkg" "$target"
+for mp in sdk:./wire/ .:./transport/auth/; do
+  mod=${mp%%:*} pkg=${mp#*:}
+  for target in $(cd "$mod" && go test -list '^Fuzz' "$pkg" | grep '^Fuzz'); do
+    fuzz "$mod" "$pkg" "$target"
   done
 done
 

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // closeWait bounds how long Close waits for the server to answer the

@@ -10,7 +10,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // Defaults of Config.

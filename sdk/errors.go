@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // Sentinel errors of the SDK. Match them with errors.Is.

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/topicast/topicast/sdk"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // A service publishes with a Publisher; an application subscribes with a

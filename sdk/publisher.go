@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // Defaults of PublisherConfig.

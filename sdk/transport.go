@@ -15,7 +15,7 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // transportDialer opens connections of one transport: WebSocket (ws://,

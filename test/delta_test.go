@@ -16,7 +16,7 @@ import (
 	"github.com/topicast/topicast/internal/server"
 	"github.com/topicast/topicast/internal/testutil"
 	"github.com/topicast/topicast/sdk"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // deltaDocs caches deltaDoc's documents: building one costs more than

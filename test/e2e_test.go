@@ -18,7 +18,7 @@ import (
 	"github.com/topicast/topicast/cluster"
 	"github.com/topicast/topicast/internal/server"
 	"github.com/topicast/topicast/internal/testutil"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // TestFanOutEndToEnd: 1,000 subscribers on one topic and 100 on each of 10

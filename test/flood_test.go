@@ -20,7 +20,7 @@ import (
 
 	"github.com/topicast/topicast/internal/server"
 	"github.com/topicast/topicast/internal/testutil"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // latencyClients is 100 well-behaved WebSocket subscribers of one topic

@@ -15,7 +15,7 @@ import (
 
 	"github.com/topicast/topicast/internal/server"
 	"github.com/topicast/topicast/internal/testutil"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // A dashboard that reads one frame a second from a topic published at

@@ -24,7 +24,7 @@ import (
 	"github.com/topicast/topicast/internal/metrics"
 	"github.com/topicast/topicast/internal/server"
 	"github.com/topicast/topicast/internal/testutil"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // scrape reads GET /metrics and parses it.

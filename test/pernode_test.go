@@ -19,8 +19,8 @@ import (
 	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/internal/server"
 	"github.com/topicast/topicast/internal/testutil"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // The writers, the delivery backlog and the counters belong to a node

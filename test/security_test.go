@@ -34,8 +34,8 @@ import (
 	"github.com/topicast/topicast/cluster"
 	"github.com/topicast/topicast/internal/server"
 	"github.com/topicast/topicast/internal/testutil"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport/auth"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 var secSecret = []byte("security-test-secret-0123456789abcdef")

@@ -20,7 +20,7 @@ import (
 	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/cluster"
 	"github.com/topicast/topicast/internal/server"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // sseEvent is one server-sent event, as EventSource dispatches it.

@@ -24,7 +24,7 @@ import (
 
 	"github.com/topicast/topicast/internal/server"
 	"github.com/topicast/topicast/internal/testutil"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // startWT runs a server with WebTransport on a free UDP port and returns

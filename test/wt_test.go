@@ -17,8 +17,8 @@ import (
 	"github.com/topicast/topicast/internal/server"
 	"github.com/topicast/topicast/internal/testutil"
 	"github.com/topicast/topicast/sdk"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // sdkRecorder collects what an SDK client hands to the application.

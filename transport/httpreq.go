@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // HTTP helpers shared by the adapters that serve plain HTTP requests (SSE,

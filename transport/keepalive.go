@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // Heartbeat defaults of the protocol.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 func TestCountWritten(t *testing.T) {

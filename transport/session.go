@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // Disconnect is how a session ends: a close code and a short reason, sent to

@@ -286,7 +286,7 @@ func (x *PublishResponse) GetRetry() bool {
 	return false
 }
 
-// ErrorInfo is a protocol error (transport/wire ErrorCode and message).
+// ErrorInfo is a protocol error (sdk/wire ErrorCode and message).
 type ErrorInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          uint32                 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`

@@ -16,11 +16,11 @@ import (
 	"github.com/topicast/topicast/cluster"
 	"github.com/topicast/topicast/internal/server"
 	"github.com/topicast/topicast/internal/tlsreload"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/httpapi"
 	"github.com/topicast/topicast/transport/websocket"
 	"github.com/topicast/topicast/transport/webtransport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // Main is the serve command: flags, wiring and lifetime of one node.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/internal/testutil"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // TestServeDefaults checks what the serve flags hand the server when left

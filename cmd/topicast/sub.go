@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/topicast/topicast/sdk"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // DefaultInfoURL is where sub reads a loopback WebTransport server's

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // Defaults of Config.

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 const testSent = int64(1764190000123456789)

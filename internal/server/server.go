@@ -21,6 +21,7 @@ import (
 	"github.com/topicast/topicast/internal/metrics"
 	"github.com/topicast/topicast/internal/tlsreload"
 	jsclient "github.com/topicast/topicast/sdk/js"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/auth"
 	"github.com/topicast/topicast/transport/grpcapi"
@@ -29,7 +30,6 @@ import (
 	"github.com/topicast/topicast/transport/sse"
 	"github.com/topicast/topicast/transport/websocket"
 	"github.com/topicast/topicast/transport/webtransport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 //go:embed web

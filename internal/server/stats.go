@@ -9,8 +9,8 @@ import (
 
 	"github.com/topicast/topicast/cluster"
 	"github.com/topicast/topicast/internal/metrics"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // StatsTopic is where every node publishes its metrics.Stats once a second.

@@ -12,8 +12,8 @@ import (
 	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/cluster"
 	"github.com/topicast/topicast/internal/server"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // clientOpts are the options of the page's T.client.

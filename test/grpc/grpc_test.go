@@ -33,7 +33,7 @@ import (
 	"github.com/topicast/topicast/gen/topicast/v1/topicastv1connect"
 	"github.com/topicast/topicast/internal/server"
 	"github.com/topicast/topicast/internal/testutil"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // grpcKey is the API key of the gRPC tests' server.

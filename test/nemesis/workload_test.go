@@ -16,7 +16,7 @@ import (
 
 	"github.com/topicast/topicast/internal/testutil"
 	"github.com/topicast/topicast/sdk"
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // recorder collects a run's history as it happens. Its methods are

@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/topicast/topicast/sdk"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 func TestSubscribeAndPublish(t *testing.T) {

@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/topicast/topicast/sdk"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/webtransport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // wtConfig is a config for the shared server's WebTransport endpoint.

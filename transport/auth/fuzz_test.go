@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // FuzzMatch checks that the pattern matcher never panics and agrees with

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"sync/atomic"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // AuthorizeRequest checks an HTTP client request (SSE, long polling,

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // Patterns is a list of topic patterns; a topic is allowed when one of them

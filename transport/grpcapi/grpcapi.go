@@ -14,8 +14,8 @@ import (
 
 	topicastv1 "github.com/topicast/topicast/gen/topicast/v1"
 	"github.com/topicast/topicast/gen/topicast/v1/topicastv1connect"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // Publisher is the node's publish path (httpapi.API is one). It must be

@@ -14,8 +14,8 @@ import (
 	"connectrpc.com/connect"
 
 	topicastv1 "github.com/topicast/topicast/gen/topicast/v1"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // subID is the id of a Subscribe session's one sub command.

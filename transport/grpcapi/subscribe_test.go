@@ -10,8 +10,8 @@ import (
 
 	topicastv1 "github.com/topicast/topicast/gen/topicast/v1"
 	"github.com/topicast/topicast/gen/topicast/v1/topicastv1connect"
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // fakeNode answers each session's sub command in the actors' place.

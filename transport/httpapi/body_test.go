@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // chunked hides a reader's length, as a chunked request body does.

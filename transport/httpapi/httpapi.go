@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // Backend is what the handlers need of a node.

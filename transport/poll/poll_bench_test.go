@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // BenchmarkCollect measures what a waiting poll does with each live frame:

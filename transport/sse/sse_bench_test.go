@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/topicast/topicast/transport/wire"
+	"github.com/topicast/topicast/sdk/wire"
 )
 
 // BenchmarkAppendEvent measures the writer's work per frame: turning live

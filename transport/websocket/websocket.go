@@ -18,8 +18,8 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 // Defaults of Config.

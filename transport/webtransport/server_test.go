@@ -24,8 +24,8 @@ import (
 	"github.com/quic-go/webtransport-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
-	"github.com/topicast/topicast/transport/wire"
 )
 
 const waitFor = 5 * time.Second

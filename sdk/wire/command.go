@@ -20,7 +20,18 @@ const (
 	OpMsg     = "msg"
 	OpReset   = "reset"
 	OpError   = "error"
+
+	// Presence (PROTOCOL.md 1.1). OpLeave is a client's command and, sent
+	// by the server to presence subscribers, a member's event.
+	OpEnter    = "enter"
+	OpLeave    = "leave"
+	OpPresence = "presence"
+	OpJoin     = "join"
+	OpUpdate   = "update"
 )
+
+// MaxPresenceInfo is the largest info of an enter, compacted, in bytes.
+const MaxPresenceInfo = 1024
 
 // DeliveryDatagram asks for live messages as WebTransport datagrams.
 const DeliveryDatagram = "datagram"
@@ -55,6 +66,11 @@ type Command struct {
 	Delta bool
 	// Data is the compacted JSON value of a pub.
 	Data []byte
+	// Presence is true for a sub with "presence":true: the subscriber
+	// also gets the topic's join, update and leave events.
+	Presence bool
+	// Info is the compacted JSON info of an enter; nil without one.
+	Info []byte
 }
 
 type rawCommand struct {
@@ -67,6 +83,8 @@ type rawCommand struct {
 	Mode     string          `json:"mode"`
 	Delta    string          `json:"delta"`
 	Data     json.RawMessage `json:"data"`
+	Presence bool            `json:"presence"`
+	Info     json.RawMessage `json:"info"`
 }
 
 type rawPosition struct {
@@ -140,6 +158,23 @@ func DecodeCommand(frame []byte, maxData int) (*Command, error) {
 			cmd.Delta = true
 		default:
 			return fail(CodeBadRequest, `delta must be "fossil" or absent`)
+		}
+		cmd.Presence = raw.Presence
+	case OpEnter:
+		if err := ValidateTopic(raw.Topic); err != nil {
+			return fail(CodeBadRequest, err.(*Error).Message)
+		}
+		if len(raw.Info) > 0 && !bytes.Equal(raw.Info, []byte("null")) {
+			info, err := CompactData(raw.Info, MaxPresenceInfo)
+			if err != nil {
+				e := err.(*Error)
+				return fail(e.Code, "info: "+e.Message)
+			}
+			cmd.Info = info
+		}
+	case OpLeave, OpPresence:
+		if err := ValidateTopic(raw.Topic); err != nil {
+			return fail(CodeBadRequest, err.(*Error).Message)
 		}
 	case OpUnsub:
 		if err := ValidateTopic(raw.Topic); err != nil {

@@ -213,5 +213,8 @@ func AppendSubCommand(dst []byte, cmd *Command) []byte {
 	if cmd.Delta {
 		dst = append(dst, `,"delta":"`+DeltaFossil+`"`...)
 	}
+	if cmd.Presence {
+		dst = append(dst, `,"presence":true`...)
+	}
 	return append(dst, '}')
 }

@@ -17,6 +17,9 @@ func FuzzDecodeCommand(f *testing.F) {
 		`{"op":"sub","id":1,"topic":"s","delta":"fossil"}`,
 		`{"op":"pub","id":3,"topic":"chat","data":{"a":[1,2,{"b":null}]}}`,
 		`{"op":"hello","token":"x"}`, `{"op":"ping"}`, `{"op":`, `[]`, `{"id":-1}`,
+		`{"op":"enter","id":5,"topic":"room.1","info":{"name":"alice","x":[1,2]}}`,
+		`{"op":"leave","id":6,"topic":"room.1"}`, `{"op":"presence","id":7,"topic":"room.1"}`,
+		`{"op":"sub","id":1,"topic":"room.1","presence":true}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -29,7 +32,16 @@ func FuzzDecodeCommand(f *testing.F) {
 			}
 			return
 		}
-		if cmd.Op == OpSub || cmd.Op == OpPub || cmd.Op == OpUnsub {
+		if cmd.Op == OpEnter {
+			if cmd.Info != nil && (!json.Valid(cmd.Info) || len(cmd.Info) > MaxPresenceInfo) {
+				t.Fatalf("accepted bad info %q", cmd.Info)
+			}
+			ev := AppendPresenceEvent(nil, OpJoin, cmd.Topic, "c", "n", cmd.Info)
+			if !json.Valid(ev) {
+				t.Fatalf("join frame is not JSON: %q", ev)
+			}
+		}
+		if cmd.Op == OpSub || cmd.Op == OpPub || cmd.Op == OpUnsub || cmd.Op == OpEnter || cmd.Op == OpLeave || cmd.Op == OpPresence {
 			if ValidateTopic(cmd.Topic) != nil {
 				t.Fatalf("accepted bad topic %q", cmd.Topic)
 			}

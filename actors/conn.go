@@ -26,9 +26,13 @@ type ConnConfig struct {
 	RequestTimeout time.Duration
 	// OnClosed, if set, is called when a connection actor stops.
 	OnClosed func(info *transport.SessionInfo, cause error)
-	// Namespaces may forbid subscription options and clients' pub.
+	// Namespaces may forbid subscription options and clients' pub, and
+	// allow presence.
 	Namespaces Namespaces
-	Logger     *slog.Logger
+	// NodeName prefixes the connection ids of presence members, which
+	// makes them unique in the cluster.
+	NodeName string
+	Logger   *slog.Logger
 }
 
 func (c ConnConfig) withDefaults() ConnConfig {
@@ -70,7 +74,7 @@ func (cs *Conns) Accept(s transport.Session) transport.Handler {
 	cs.mu.Lock()
 	cs.live[s] = struct{}{}
 	cs.mu.Unlock()
-	a := &connActor{conns: cs, sess: s, subs: make(map[string]struct{}),
+	a := &connActor{conns: cs, sess: s, subs: make(map[string]struct{}), entered: make(map[string]struct{}),
 		pubs: pubQueue{sess: s, publisher: cs.publisher, cfg: &cs.cfg}}
 	pid := cs.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
 	a.ref = &ConnRef{Session: s, PID: pid}
@@ -203,8 +207,11 @@ type connActor struct {
 	sess  transport.Session
 	ref   *ConnRef
 	// subs is the set of subscribed topics.
-	subs   map[string]struct{}
-	closed bool
+	subs map[string]struct{}
+	// entered is the set of topics where the connection is a presence
+	// member.
+	entered map[string]struct{}
+	closed  bool
 	// auth holds the token and limits of the guard, if any.
 	auth connAuth
 	// pubs publishes the client's pubs in order, off the actor.
@@ -270,6 +277,12 @@ func (a *connActor) onCommand(c actor.Context, cmd *wire.Command) {
 		a.onUnsub(cmd)
 	case wire.OpPub:
 		a.onPub(cmd)
+	case wire.OpEnter:
+		a.onEnter(cmd)
+	case wire.OpLeave:
+		a.onLeave(cmd)
+	case wire.OpPresence:
+		a.onPresence(cmd)
 	case wire.OpHello, wire.OpRefresh:
 		a.write(wire.AppendOK(nil, cmd.ID))
 	case wire.OpPing:
@@ -295,6 +308,12 @@ func (a *connActor) onSub(cmd *wire.Command) {
 		a.write(wire.AppendError(nil, e))
 		return
 	}
+	if cmd.Presence {
+		if e := a.conns.cfg.Namespaces.CheckPresence(cmd); e != nil {
+			a.write(wire.AppendError(nil, e))
+			return
+		}
+	}
 	if cmd.Datagram {
 		if _, ok := a.sess.(transport.DatagramSession); !ok {
 			a.fail(cmd.ID, wire.CodeBadRequest, "datagram delivery needs WebTransport")
@@ -309,7 +328,7 @@ func (a *connActor) onSub(cmd *wire.Command) {
 	}
 	a.subs[cmd.Topic] = struct{}{}
 	a.conns.relays.send(cmd.Topic, &relaySubscribe{conn: a.ref, id: cmd.ID, since: cmd.Since,
-		datagram: cmd.Datagram, latest: cmd.Latest, delta: cmd.Delta})
+		datagram: cmd.Datagram, latest: cmd.Latest, delta: cmd.Delta, presence: cmd.Presence})
 }
 
 func (a *connActor) onUnsub(cmd *wire.Command) {
@@ -350,6 +369,10 @@ func (a *connActor) onSessionClosed(c actor.Context, msg *sessionClosed) {
 		a.conns.relays.send(topic, &relayUnsubscribe{conn: a.ref})
 	}
 	a.subs = nil
+	for topic := range a.entered {
+		a.conns.relays.send(topic, &relayLeave{conn: a.ref})
+	}
+	a.entered = nil
 	if f := a.conns.cfg.OnClosed; f != nil {
 		f(a.sess.Info(), msg.err)
 	}

@@ -29,6 +29,11 @@ type Namespace struct {
 	Delta         *bool `json:"delta,omitempty"`
 	Datagram      *bool `json:"datagram,omitempty"`
 	ClientPublish *bool `json:"client_publish,omitempty"`
+	// Presence allows enter, leave and presence (default false);
+	// JoinLeave allows subscriptions with "presence":true, which get the
+	// join, update and leave events (default false).
+	Presence  bool `json:"presence,omitempty"`
+	JoinLeave bool `json:"join_leave,omitempty"`
 }
 
 // Namespaces are a node's namespaces, in order. The zero value has none.
@@ -95,6 +100,25 @@ func (ns Namespaces) checkSub(cmd *wire.Command) *wire.Error {
 		return forbid(`"delivery":"datagram"`)
 	}
 	return nil
+}
+
+// CheckPresence returns the error that answers cmd (enter, leave,
+// presence, or a sub with "presence":true) when topic's namespace does not
+// allow presence, or nil. Presence is off unless a namespace turns it on.
+func (ns Namespaces) CheckPresence(cmd *wire.Command) *wire.Error {
+	n := ns.For(cmd.Topic)
+	what, ok := cmd.Op, n != nil && n.Presence
+	if cmd.Op == wire.OpSub {
+		what, ok = `"presence":true`, n != nil && n.JoinLeave
+	}
+	if ok {
+		return nil
+	}
+	msg := fmt.Sprintf("topic %s is in no namespace that allows %s (presence is off by default)", cmd.Topic, what)
+	if n != nil {
+		msg = fmt.Sprintf("the namespace %s does not allow %s", n.Pattern, what)
+	}
+	return &wire.Error{Code: wire.CodeBadRequest, ID: cmd.ID, Message: msg}
 }
 
 // CheckPublish returns the error that refuses data published to topic,

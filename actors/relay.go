@@ -39,6 +39,7 @@ type relaySubscribe struct {
 	datagram bool
 	latest   bool
 	delta    bool
+	presence bool
 }
 
 // relayUnsubscribe asks a relay to remove a connection, and to answer the
@@ -104,6 +105,7 @@ type relayActor struct {
 	topic   string
 	handled uint64 // messages counted by Relays.send that this relay handled
 	subs    subSet
+	members relayMembers
 	deltas  relayDeltas
 	pending map[uint64]*pendingJoin // by the tag of its latest send
 	nextTag uint64
@@ -135,6 +137,15 @@ func (a *relayActor) Receive(c actor.Context) {
 	case *relayUnsubscribe:
 		a.handled++
 		a.onUnsubscribe(c, msg)
+	case *relayEnter:
+		a.handled++
+		a.onEnter(c, msg)
+	case *relayLeave:
+		a.handled++
+		a.onLeave(c, msg)
+	case *actorpb.PresenceEvents:
+		a.heard = true
+		a.onPresenceEvents(msg)
 	case *actorpb.Delivery:
 		a.heard = true
 		a.onDelivery(c, msg)
@@ -182,7 +193,8 @@ func (a *relayActor) Receive(c actor.Context) {
 }
 
 func (a *relayActor) onSubscribe(c actor.Context, msg *relaySubscribe) {
-	p := &pendingJoin{sub: relaySub{conn: msg.conn, datagram: msg.datagram, latest: msg.latest, delta: msg.delta}, id: msg.id, since: msg.since}
+	p := &pendingJoin{sub: relaySub{conn: msg.conn, datagram: msg.datagram, latest: msg.latest, delta: msg.delta,
+		presence: msg.presence}, id: msg.id, since: msg.since}
 	a.sendJoin(c, p)
 }
 
@@ -296,7 +308,7 @@ func (a *relayActor) resendJoins(c actor.Context) {
 	for _, p := range resend {
 		a.sendJoin(c, p)
 	}
-	if a.subs.len() > 0 {
+	if a.needed() {
 		a.requestRejoin(c)
 	}
 }
@@ -308,7 +320,7 @@ func (a *relayActor) onCheckTick(c actor.Context) {
 		a.heard = false
 		return
 	}
-	if a.subs.len() == 0 || !a.hasPos || len(a.pending) > 0 {
+	if !a.needed() || !a.hasPos || len(a.pending) > 0 {
 		return // a join in flight answers with the head anyway
 	}
 	if a.registered == nil {
@@ -349,8 +361,9 @@ func (a *relayActor) onJoinRetry(c actor.Context, msg *joinRetry) {
 		return
 	}
 	if p.sub.conn == nil {
-		// The relay's own rejoin retries as long as it has subscribers.
-		if a.subs.len() == 0 {
+		// The relay's own rejoin retries as long as it has subscribers or
+		// members.
+		if !a.needed() {
 			delete(a.pending, msg.tag)
 			a.maybeStop(c)
 			return
@@ -437,6 +450,7 @@ func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
 		// registered it and sent what it missed.
 		a.checkTag = 0
 		a.register(c, msg.Topic, msg.Tag)
+		a.syncMembers(c, msg)
 		a.catchUp(msg)
 		return
 	}
@@ -446,6 +460,7 @@ func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
 		if msg.Topic != nil && a.registered != nil && !msg.Topic.Equal(a.registered) {
 			c.Send(msg.Topic, &actorpb.LeaveRequest{Topic: a.topic, Relay: c.Self()})
 		}
+		a.syncMembers(c, msg)
 		return
 	}
 	if msg.Topic != nil && a.registered != nil && !msg.Topic.Equal(a.registered) && msg.Tag < a.regTag {
@@ -457,6 +472,7 @@ func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
 	delete(a.pending, msg.Tag)
 	p.timer.Stop()
 	a.register(c, msg.Topic, msg.Tag)
+	a.syncMembers(c, msg)
 	a.catchUp(msg)
 	if p.sub.conn == nil {
 		return // the relay's own rejoin
@@ -623,9 +639,13 @@ func (a *relayActor) onUnsubscribe(c actor.Context, msg *relayUnsubscribe) {
 	a.maybeStop(c)
 }
 
+// needed reports whether the node needs the relay: it has subscribers, or
+// presence members that the topic must know of.
+func (a *relayActor) needed() bool { return a.subs.len() > 0 || a.members.len() > 0 }
+
 // maybeStop leaves the topic and stops once nobody on this node needs it.
 func (a *relayActor) maybeStop(c actor.Context) {
-	if a.subs.len() > 0 {
+	if a.needed() {
 		return
 	}
 	for tag, p := range a.pending {

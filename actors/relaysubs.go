@@ -9,6 +9,8 @@ type relaySub struct {
 	latest bool
 	// delta: messages go as fossil deltas of the one before when smaller.
 	delta bool
+	// presence: the topic's presence events go to it too.
+	presence bool
 }
 
 // subSet is a relay's subscribers: a map, so that a subscriber leaves in

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -104,9 +105,33 @@ func (l *LocalTopics) forget(topic string, pid *actor.PID) {
 }
 
 var (
-	_ Publisher   = (*LocalTopics)(nil)
-	_ TopicRouter = (*LocalTopics)(nil)
+	_ Publisher      = (*LocalTopics)(nil)
+	_ TopicRouter    = (*LocalTopics)(nil)
+	_ PresenceReader = (*LocalTopics)(nil)
 )
+
+// Presence asks the topic actor who is in the topic.
+func (l *LocalTopics) Presence(ctx context.Context, topic string, limit int) (*wire.Presence, error) {
+	timeout := DefaultRequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	pid, _ := l.TopicPID(topic) // never fails
+	res, err := l.system.Root.RequestFuture(pid, &actorpb.PresenceRequest{Topic: topic, Limit: uint32(max(limit, 0))}, timeout).Result()
+	r, ok := res.(*actorpb.PresenceResponse)
+	if err != nil || !ok || r.Retry {
+		return nil, wire.Errorf(wire.CodeUnavailable, "topic %s did not answer: %v", topic, err)
+	}
+	p := &wire.Presence{Topic: topic, Count: int(r.Count), Members: make([]wire.Member, 0, len(r.Members))}
+	for _, b := range r.Members {
+		var m wire.Member
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("topic %s answered a member that is not JSON: %w", topic, err)
+		}
+		p.Members = append(p.Members, m)
+	}
+	return p, nil
+}
 
 // Publish publishes items in order, one request per run of items to one
 // topic, asking again when a topic actor stopped between lookup and send.

@@ -179,6 +179,7 @@ type topicActor struct {
 	// joined again, told again and again (see onRelayTerminated).
 	dropped      []droppedRelay
 	droppedTimer *time.Timer
+	presence     topicPresence
 	trimmed      uint64 // the store dropped the messages below this seq
 	durable      bool   // the store outlives the process (its calls may block)
 
@@ -204,6 +205,10 @@ func (a *topicActor) Receive(c actor.Context) {
 		a.onLeave(c, msg)
 	case *actorpb.HistoryRequest:
 		a.onHistory(c, msg)
+	case *actorpb.PresenceChange:
+		a.onPresenceChange(c, msg)
+	case *actorpb.PresenceRequest:
+		a.onPresence(c, msg)
 	case *actor.Terminated:
 		a.onRelayTerminated(c, msg)
 	case *actor.ReceiveTimeout:
@@ -539,7 +544,13 @@ func (a *topicActor) onRelayTerminated(c actor.Context, t *actor.Terminated) {
 	if t.Why != actor.TerminatedReason_AddressTerminated {
 		a.forgetDropped(t.Who) // it stopped for sure
 	}
-	if !a.removeRelay(t.Who) || t.Why != actor.TerminatedReason_AddressTerminated {
+	if !a.removeRelay(t.Who) {
+		return
+	}
+	// Its node died or is cut off: its members leave. One that comes back
+	// joins again with its position and enters its members again.
+	a.dropPresence(c, t.Who, true)
+	if t.Why != actor.TerminatedReason_AddressTerminated {
 		return
 	}
 	c.Send(t.Who, &actorpb.RelayDropped{Topic: a.name, Activation: c.Self()})
@@ -633,7 +644,7 @@ func (a *topicActor) onJoin(c actor.Context, req *actorpb.JoinRequest) {
 		a.relays = append(a.relays, req.Relay)
 		c.Watch(req.Relay) // a relay whose node dies is dropped
 	}
-	resp := &actorpb.JoinResponse{Tag: req.Tag, Epoch: a.epoch, Head: a.seq, Topic: c.Self()}
+	resp := &actorpb.JoinResponse{Tag: req.Tag, Epoch: a.epoch, Head: a.seq, Topic: c.Self(), Registered: !registered}
 	if s := req.Since; s != nil && s.Epoch == a.epoch && a.hist.covers(s.Seq, a.seq) {
 		resp.Recovered = true
 		resp.Frames = a.hist.after(s.Seq, 0)
@@ -653,6 +664,7 @@ func (a *topicActor) onLeave(c actor.Context, req *actorpb.LeaveRequest) {
 	}
 	if req.Relay != nil && a.removeRelay(req.Relay) {
 		c.Unwatch(req.Relay)
+		a.dropPresence(c, req.Relay, false)
 	}
 }
 

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -214,6 +215,7 @@ func New(cfg Config) (*Node, error) {
 	n.conns = actors.NewConns(system, n, n.relays, actors.ConnConfig{
 		MaxMessage:     cfg.Topic.Namespaces.MaxMessage(cfg.MaxMessage),
 		Namespaces:     cfg.Topic.Namespaces,
+		NodeName:       cfg.Name,
 		RequestTimeout: cfg.RequestTimeout,
 		OnClosed:       cfg.OnConnClosed,
 		Logger:         cfg.Logger,
@@ -503,6 +505,35 @@ func (n *Node) History(ctx context.Context, topic string, since uint64, limit in
 	return &wire.History{Topic: topic, Epoch: r.Epoch, Head: r.Head, Truncated: r.Truncated, Frames: r.Frames}, nil
 }
 
+// Presence returns a topic's members (PROTOCOL.md 1.1): the full count and
+// at most limit of them (0: wire.MaxPresenceListed), ordered by conn.
+func (n *Node) Presence(ctx context.Context, topic string, limit int) (*wire.Presence, error) {
+	if err := n.unavailable(); err != nil {
+		return nil, err
+	}
+	if e := n.cfg.Topic.Namespaces.CheckPresence(&wire.Command{Op: wire.OpPresence, Topic: topic}); e != nil {
+		return nil, e
+	}
+	req := &actorpb.PresenceRequest{Topic: topic, Limit: uint32(max(limit, 0))}
+	res, err := n.finish(n.start(topic, req, time.Now().Add(n.timeout(ctx))))
+	if err != nil {
+		return nil, err
+	}
+	r, ok := res.(*actorpb.PresenceResponse)
+	if !ok {
+		return nil, wire.Errorf(wire.CodeInternal, "topic %s answered %T", topic, res)
+	}
+	p := &wire.Presence{Topic: topic, Count: int(r.Count), Members: make([]wire.Member, 0, len(r.Members))}
+	for _, b := range r.Members {
+		var m wire.Member
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, wire.Errorf(wire.CodeInternal, "topic %s answered a member that is not JSON: %v", topic, err)
+		}
+		p.Members = append(p.Members, m)
+	}
+	return p, nil
+}
+
 func (n *Node) timeout(ctx context.Context) time.Duration {
 	t := n.cfg.RequestTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -621,6 +652,8 @@ func isRetry(res any) bool {
 	case *actorpb.PublishResponse:
 		return r.Retry
 	case *actorpb.HistoryResponse:
+		return r.Retry
+	case *actorpb.PresenceResponse:
 		return r.Retry
 	}
 	return false

@@ -15,6 +15,7 @@ import (
 	verrors "github.com/pb33f/libopenapi-validator/errors"
 	"github.com/stretchr/testify/require"
 
+	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/cluster"
 	"github.com/topicast/topicast/internal/server"
 )
@@ -35,7 +36,8 @@ func TestOpenAPIDocumentMatchesTheServer(t *testing.T) {
 
 	const key = "doc-key"
 	srv := startServer(t, server.Config{StatsInterval: -1, PublishRate: -1, APIKeys: []string{key},
-		Node: cluster.Config{MaxMessage: 1024}})
+		Node: cluster.Config{MaxMessage: 1024, Topic: actors.TopicConfig{
+			Namespaces: actors.Namespaces{{Pattern: "room.*", Presence: true, JoinLeave: true}}}}})
 	base := "http://" + srv.Addr()
 	big := `"` + strings.Repeat("x", 2000) + `"`
 	status, body := post(t, srv, `{"topic":"doc.a","data":{"n":1}}`, "Authorization", "Bearer "+key)
@@ -60,6 +62,8 @@ func TestOpenAPIDocumentMatchesTheServer(t *testing.T) {
 		{"POST", "/v1/publish", `{"topic":"doc.a","data":1}`, 401, false, true},
 		{"GET", "/v1/history?topic=doc.a&since=0&limit=10", "", 200, false, false},
 		{"GET", "/v1/history?topic=doc.a&since=x", "", 400, true, false},
+		{"GET", "/v1/presence?topic=room.1", "", 200, false, false},
+		{"GET", "/v1/presence?topic=doc.a", "", 400, false, false},
 		{"GET", "/v1/poll?topic=doc.a&topic=doc.b&timeout=0", "", 200, false, false},
 		{"GET", "/v1/poll?cursor=garbage&topic=doc.a&timeout=0", "", 400, false, false},
 		{"GET", "/v1/sse?topic=doc.a&mode=all", "", 400, true, false},

@@ -60,6 +60,9 @@ type NodeMetrics struct {
 	// HistoryMessages is the number of messages the node's topic actors
 	// retain in memory for recovery.
 	HistoryMessages atomic.Int64
+	// PresenceMembers is the number of presence members (a connection
+	// entered in a topic) of the node's connections.
+	PresenceMembers atomic.Int64
 	// Latency is the delivery latency: from a message's publish time (its
 	// "ts") to the write that delivered it.
 	Latency LatencyHistogram

@@ -473,7 +473,11 @@ type JoinResponse struct {
 	// itself behind its durable store (the join's position is past its head:
 	// a newer activation wrote more). It stops; the relay looks the topic up
 	// again and joins where it lives now.
-	Retry         bool `protobuf:"varint,9,opt,name=retry,proto3" json:"retry,omitempty"`
+	Retry bool `protobuf:"varint,9,opt,name=retry,proto3" json:"retry,omitempty"`
+	// Registered is set when this join registered the relay (it was not
+	// before): a relay with presence members then sends them all
+	// (PresenceChange with full), since the activation knows none of them.
+	Registered    bool `protobuf:"varint,10,opt,name=registered,proto3" json:"registered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -567,6 +571,13 @@ func (x *JoinResponse) GetTopic() *actor.PID {
 func (x *JoinResponse) GetRetry() bool {
 	if x != nil {
 		return x.Retry
+	}
+	return false
+}
+
+func (x *JoinResponse) GetRegistered() bool {
+	if x != nil {
+		return x.Registered
 	}
 	return false
 }
@@ -1203,6 +1214,326 @@ func (x *MembershipResponse) GetQuorate() bool {
 	return false
 }
 
+// PresenceMember is one connection that entered a topic.
+type PresenceMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Client is the token's subject, or the connection's id without tokens.
+	Client string `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	// Conn is the connection's id, unique in the cluster.
+	Conn string `protobuf:"bytes,2,opt,name=conn,proto3" json:"conn,omitempty"`
+	// Info is the member's compacted JSON info; empty without one.
+	Info          []byte `protobuf:"bytes,3,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceMember) Reset() {
+	*x = PresenceMember{}
+	mi := &file_topic_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceMember) ProtoMessage() {}
+
+func (x *PresenceMember) ProtoReflect() protoreflect.Message {
+	mi := &file_topic_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceMember.ProtoReflect.Descriptor instead.
+func (*PresenceMember) Descriptor() ([]byte, []int) {
+	return file_topic_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PresenceMember) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *PresenceMember) GetConn() string {
+	if x != nil {
+		return x.Conn
+	}
+	return ""
+}
+
+func (x *PresenceMember) GetInfo() []byte {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+// PresenceChange tells the topic activation a relay is registered with of a
+// change among the members of the relay's node (PROTOCOL.md 1.1 presence).
+// The activation keeps one set per relay and sends the events it makes of
+// the change to every relay.
+type PresenceChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Relay *actor.PID             `protobuf:"bytes,2,opt,name=relay,proto3" json:"relay,omitempty"`
+	// Full replaces the relay's whole set with entered (sent when a join
+	// answer says the relay was registered anew).
+	Full bool `protobuf:"varint,3,opt,name=full,proto3" json:"full,omitempty"`
+	// Entered are members that entered, or entered again with new info.
+	Entered []*PresenceMember `protobuf:"bytes,4,rep,name=entered,proto3" json:"entered,omitempty"`
+	// Left are the conns of members that left.
+	Left          []string `protobuf:"bytes,5,rep,name=left,proto3" json:"left,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceChange) Reset() {
+	*x = PresenceChange{}
+	mi := &file_topic_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceChange) ProtoMessage() {}
+
+func (x *PresenceChange) ProtoReflect() protoreflect.Message {
+	mi := &file_topic_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceChange.ProtoReflect.Descriptor instead.
+func (*PresenceChange) Descriptor() ([]byte, []int) {
+	return file_topic_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PresenceChange) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PresenceChange) GetRelay() *actor.PID {
+	if x != nil {
+		return x.Relay
+	}
+	return nil
+}
+
+func (x *PresenceChange) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
+func (x *PresenceChange) GetEntered() []*PresenceMember {
+	if x != nil {
+		return x.Entered
+	}
+	return nil
+}
+
+func (x *PresenceChange) GetLeft() []string {
+	if x != nil {
+		return x.Left
+	}
+	return nil
+}
+
+// PresenceEvents carries presence event frames (join, update, leave) to
+// the relays, for their subscribers that asked for presence.
+type PresenceEvents struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Frames        [][]byte               `protobuf:"bytes,2,rep,name=frames,proto3" json:"frames,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceEvents) Reset() {
+	*x = PresenceEvents{}
+	mi := &file_topic_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceEvents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceEvents) ProtoMessage() {}
+
+func (x *PresenceEvents) ProtoReflect() protoreflect.Message {
+	mi := &file_topic_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceEvents.ProtoReflect.Descriptor instead.
+func (*PresenceEvents) Descriptor() ([]byte, []int) {
+	return file_topic_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *PresenceEvents) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PresenceEvents) GetFrames() [][]byte {
+	if x != nil {
+		return x.Frames
+	}
+	return nil
+}
+
+// PresenceRequest asks a topic activation for its members.
+type PresenceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// Limit caps the members listed; the count is always the full number.
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceRequest) Reset() {
+	*x = PresenceRequest{}
+	mi := &file_topic_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceRequest) ProtoMessage() {}
+
+func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topic_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
+func (*PresenceRequest) Descriptor() ([]byte, []int) {
+	return file_topic_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PresenceRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PresenceRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// PresenceResponse answers a PresenceRequest.
+type PresenceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Count uint32                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	// Members are the listed members, each a JSON object of the presence
+	// answer (wire.AppendMember).
+	Members [][]byte `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	// Retry is set when the answering activation is stale.
+	Retry         bool `protobuf:"varint,3,opt,name=retry,proto3" json:"retry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceResponse) Reset() {
+	*x = PresenceResponse{}
+	mi := &file_topic_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceResponse) ProtoMessage() {}
+
+func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_topic_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceResponse.ProtoReflect.Descriptor instead.
+func (*PresenceResponse) Descriptor() ([]byte, []int) {
+	return file_topic_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PresenceResponse) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *PresenceResponse) GetMembers() [][]byte {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *PresenceResponse) GetRetry() bool {
+	if x != nil {
+		return x.Retry
+	}
+	return false
+}
+
 var File_topic_proto protoreflect.FileDescriptor
 
 const file_topic_proto_rawDesc = "" +
@@ -1236,7 +1567,7 @@ const file_topic_proto_rawDesc = "" +
 	"\x06rejoin\x18\x05 \x01(\bR\x06rejoin\x12:\n" +
 	"\vrelay_since\x18\x06 \x01(\v2\x19.topicast.actors.PositionR\n" +
 	"relaySince\x12\x14\n" +
-	"\x05check\x18\a \x01(\bR\x05check\"\x84\x02\n" +
+	"\x05check\x18\a \x01(\bR\x05check\"\xa4\x02\n" +
 	"\fJoinResponse\x12\x10\n" +
 	"\x03tag\x18\x01 \x01(\x04R\x03tag\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x12\n" +
@@ -1247,7 +1578,11 @@ const file_topic_proto_rawDesc = "" +
 	"\frelay_frames\x18\a \x03(\fR\vrelayFrames\x12 \n" +
 	"\x05topic\x18\b \x01(\v2\n" +
 	".actor.PIDR\x05topic\x12\x14\n" +
-	"\x05retry\x18\t \x01(\bR\x05retry\"P\n" +
+	"\x05retry\x18\t \x01(\bR\x05retry\x12\x1e\n" +
+	"\n" +
+	"registered\x18\n" +
+	" \x01(\bR\n" +
+	"registered\"P\n" +
 	"\fRelayDropped\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12*\n" +
 	"\n" +
@@ -1292,7 +1627,28 @@ const file_topic_proto_rawDesc = "" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x18\n" +
 	"\amembers\x18\x02 \x03(\tR\amembers\x12\x18\n" +
 	"\asettled\x18\x03 \x01(\bR\asettled\x12\x18\n" +
-	"\aquorate\x18\x04 \x01(\bR\aquorateB-Z+github.com/topicast/topicast/actors/actorpbb\x06proto3"
+	"\aquorate\x18\x04 \x01(\bR\aquorate\"P\n" +
+	"\x0ePresenceMember\x12\x16\n" +
+	"\x06client\x18\x01 \x01(\tR\x06client\x12\x12\n" +
+	"\x04conn\x18\x02 \x01(\tR\x04conn\x12\x12\n" +
+	"\x04info\x18\x03 \x01(\fR\x04info\"\xab\x01\n" +
+	"\x0ePresenceChange\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12 \n" +
+	"\x05relay\x18\x02 \x01(\v2\n" +
+	".actor.PIDR\x05relay\x12\x12\n" +
+	"\x04full\x18\x03 \x01(\bR\x04full\x129\n" +
+	"\aentered\x18\x04 \x03(\v2\x1f.topicast.actors.PresenceMemberR\aentered\x12\x12\n" +
+	"\x04left\x18\x05 \x03(\tR\x04left\">\n" +
+	"\x0ePresenceEvents\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x16\n" +
+	"\x06frames\x18\x02 \x03(\fR\x06frames\"=\n" +
+	"\x0fPresenceRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"X\n" +
+	"\x10PresenceResponse\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\rR\x05count\x12\x18\n" +
+	"\amembers\x18\x02 \x03(\fR\amembers\x12\x14\n" +
+	"\x05retry\x18\x03 \x01(\bR\x05retryB-Z+github.com/topicast/topicast/actors/actorpbb\x06proto3"
 
 var (
 	file_topic_proto_rawDescOnce sync.Once
@@ -1306,7 +1662,7 @@ func file_topic_proto_rawDescGZIP() []byte {
 	return file_topic_proto_rawDescData
 }
 
-var file_topic_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_topic_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_topic_proto_goTypes = []any{
 	(*Position)(nil),           // 0: topicast.actors.Position
 	(*PublishItem)(nil),        // 1: topicast.actors.PublishItem
@@ -1325,24 +1681,31 @@ var file_topic_proto_goTypes = []any{
 	(*ActivationStopped)(nil),  // 14: topicast.actors.ActivationStopped
 	(*MembershipRequest)(nil),  // 15: topicast.actors.MembershipRequest
 	(*MembershipResponse)(nil), // 16: topicast.actors.MembershipResponse
-	(*actor.PID)(nil),          // 17: actor.PID
+	(*PresenceMember)(nil),     // 17: topicast.actors.PresenceMember
+	(*PresenceChange)(nil),     // 18: topicast.actors.PresenceChange
+	(*PresenceEvents)(nil),     // 19: topicast.actors.PresenceEvents
+	(*PresenceRequest)(nil),    // 20: topicast.actors.PresenceRequest
+	(*PresenceResponse)(nil),   // 21: topicast.actors.PresenceResponse
+	(*actor.PID)(nil),          // 22: actor.PID
 }
 var file_topic_proto_depIdxs = []int32{
 	1,  // 0: topicast.actors.PublishRequest.items:type_name -> topicast.actors.PublishItem
 	4,  // 1: topicast.actors.PublishResponse.error:type_name -> topicast.actors.ErrorInfo
-	17, // 2: topicast.actors.JoinRequest.relay:type_name -> actor.PID
+	22, // 2: topicast.actors.JoinRequest.relay:type_name -> actor.PID
 	0,  // 3: topicast.actors.JoinRequest.since:type_name -> topicast.actors.Position
 	0,  // 4: topicast.actors.JoinRequest.relay_since:type_name -> topicast.actors.Position
-	17, // 5: topicast.actors.JoinResponse.topic:type_name -> actor.PID
-	17, // 6: topicast.actors.RelayDropped.activation:type_name -> actor.PID
-	17, // 7: topicast.actors.LeaveRequest.relay:type_name -> actor.PID
-	17, // 8: topicast.actors.ActivationResponse.pid:type_name -> actor.PID
-	17, // 9: topicast.actors.ActivationStopped.pid:type_name -> actor.PID
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	22, // 5: topicast.actors.JoinResponse.topic:type_name -> actor.PID
+	22, // 6: topicast.actors.RelayDropped.activation:type_name -> actor.PID
+	22, // 7: topicast.actors.LeaveRequest.relay:type_name -> actor.PID
+	22, // 8: topicast.actors.ActivationResponse.pid:type_name -> actor.PID
+	22, // 9: topicast.actors.ActivationStopped.pid:type_name -> actor.PID
+	22, // 10: topicast.actors.PresenceChange.relay:type_name -> actor.PID
+	17, // 11: topicast.actors.PresenceChange.entered:type_name -> topicast.actors.PresenceMember
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_topic_proto_init() }
@@ -1356,7 +1719,7 @@ func file_topic_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_topic_proto_rawDesc), len(file_topic_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -184,14 +184,12 @@ func parseNamespaces(path string, e configEntry) (actors.Namespaces, error) {
 				ns.Datagram = boolVal()
 			case "client_publish":
 				ns.ClientPublish = boolVal()
-			case "presence", "join_leave":
-				// Presence is not built yet: a file that asks for it must
-				// not start a node that silently ignores it.
-				if b := boolVal(); *b {
-					fail(mv.Key, "%s is not supported by this version of topicast", key)
-				}
+			case "presence":
+				ns.Presence = *boolVal()
+			case "join_leave":
+				ns.JoinLeave = *boolVal()
 			default:
-				fail(mv.Key, "unknown option %q (pattern, history_size, history_ttl, max_message, latest, delta, datagram, client_publish)", key)
+				fail(mv.Key, "unknown option %q (pattern, history_size, history_ttl, max_message, latest, delta, datagram, client_publish, presence, join_leave)", key)
 			}
 		}
 		if ns.Pattern == "" {
@@ -355,6 +353,12 @@ func printNamespaces(w io.Writer, ns actors.Namespaces) {
 			if o.v != nil {
 				fmt.Fprintf(w, "    %s: %v\n", o.name, *o.v)
 			}
+		}
+		if n.Presence {
+			fmt.Fprintln(w, "    presence: true")
+		}
+		if n.JoinLeave {
+			fmt.Fprintln(w, "    join_leave: true")
 		}
 	}
 }

@@ -144,12 +144,15 @@ func TestConfigNamespaces(t *testing.T) {
     max_message: 262144
     delta: false
     datagram: false
+    presence: true
+    join_leave: true
+  - pattern: quiet.*
     presence: false
 `)
 	m, err := parseWith(nil, "--config", file)
 	require.NoError(t, err)
 	ns := m.cfg.Node.Topic.Namespaces
-	require.Len(t, ns, 2)
+	require.Len(t, ns, 3)
 	require.Equal(t, "metrics.*", ns[0].Pattern)
 	require.Equal(t, -1, ns[0].HistorySize, "0 in the file keeps none")
 	require.False(t, *ns[0].ClientPublish)
@@ -160,6 +163,9 @@ func TestConfigNamespaces(t *testing.T) {
 	require.Equal(t, 262144, ns[1].MaxMessage)
 	require.False(t, *ns[1].Delta)
 	require.False(t, *ns[1].Datagram)
+	require.True(t, ns[1].Presence)
+	require.True(t, ns[1].JoinLeave)
+	require.False(t, ns[0].Presence || ns[2].Presence || ns[2].JoinLeave)
 
 	var out bytes.Buffer
 	require.NoError(t, runConfig([]string{"check", file}, &out, io.Discard))
@@ -177,7 +183,7 @@ func TestConfigNamespaces(t *testing.T) {
 		{"wrong type", "namespaces:\n  - pattern: a\n    latest: sometimes\n", `topicast.yaml:3: namespace 1: latest must be true or false, got "sometimes"`},
 		{"bad ttl", "namespaces:\n  - pattern: a\n    history_ttl: -5s\n", "topicast.yaml:3: namespace 1: history_ttl must be a positive duration"},
 		{"zero max message", "namespaces:\n  - pattern: a\n    max_message: 0\n", "topicast.yaml:3: namespace 1: max_message must be an integer >= 1"},
-		{"presence", "namespaces:\n  - pattern: room.*\n    presence: true\n", "topicast.yaml:3: namespace 1: presence is not supported"},
+		{"presence", "namespaces:\n  - pattern: room.*\n    presence: maybe\n", `topicast.yaml:3: namespace 1: presence must be true or false, got "maybe"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseWith(nil, "--config", writeConfig(t, tc.text))

@@ -182,6 +182,7 @@ var (
 	descStoreErrs = prometheus.NewDesc("topicast_store_errors_total", "Failures of the history store (Redis unreachable, timeouts); fencing by a newer activation excluded.", nil, nil)
 	descQueue     = prometheus.NewDesc("topicast_outbound_queue_bytes", "Bytes queued for clients and not yet written.", nil, nil)
 	descHistory   = prometheus.NewDesc("topicast_history_messages", "Messages the topic actors of this node retain for recovery.", nil, nil)
+	descPresence  = prometheus.NewDesc("topicast_presence_members", "Presence members (a connection entered in a topic) of this node's connections.", nil, nil)
 	descMembers   = prometheus.NewDesc("topicast_cluster_members", "Cluster members this node sees.", nil, nil)
 	descInfo      = prometheus.NewDesc("topicast_node_info", "The node's name and version (always 1).", []string{"node", "version"}, nil)
 	descTLSReload = prometheus.NewDesc("topicast_tls_reloads_total", "Loads of the --tls-cert/--tls-key pair after the first (SIGHUP or the files changed), by result: ok, or error (the previous certificate is still served; the log says why).", []string{"result"}, nil)
@@ -196,7 +197,7 @@ var exportedBoundsUs = []int64{500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 10
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descOpened, descClosed, descSubs, descTopics, descSubTopics,
 		descPublishes, descDeliver, descConflated, descWritten, descDeltaSave, descLatency, descPubLat, descPubErrors, descStoreErrs,
-		descQueue, descHistory, descMembers, descInfo, descTLSReload, descTLSExpiry} {
+		descQueue, descHistory, descPresence, descMembers, descInfo, descTLSReload, descTLSExpiry} {
 		ch <- d
 	}
 }
@@ -238,6 +239,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descStoreErrs, prometheus.CounterValue, float64(pm.StoreErrors.Load()))
 	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(st.PendingBytes()))
 	ch <- prometheus.MustNewConstMetric(descHistory, prometheus.GaugeValue, float64(pm.HistoryMessages.Load()))
+	ch <- prometheus.MustNewConstMetric(descPresence, prometheus.GaugeValue, float64(pm.PresenceMembers.Load()))
 	ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(c.m.cfg.Node.Members()))
 	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, c.m.cfg.Node.Name(), c.m.cfg.Version)
 	if c.m.cfg.TLS != nil {

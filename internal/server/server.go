@@ -533,6 +533,8 @@ type NamespaceInfo struct {
 	Delta         bool   `json:"delta"`
 	Datagram      bool   `json:"datagram"`
 	ClientPublish bool   `json:"client_publish"`
+	Presence      bool   `json:"presence"`
+	JoinLeave     bool   `json:"join_leave"`
 }
 
 // namespacesInfo returns the node's namespaces with the node's settings
@@ -552,6 +554,8 @@ func (s *Server) namespacesInfo() []NamespaceInfo {
 			Delta:         is(n.Delta),
 			Datagram:      is(n.Datagram),
 			ClientPublish: is(n.ClientPublish),
+			Presence:      n.Presence,
+			JoinLeave:     n.JoinLeave,
 		})
 	}
 	return out

@@ -114,7 +114,18 @@ type Frame struct {
 	Code      string          `json:"code"`
 	Message   string          `json:"message"`
 	Data      json.RawMessage `json:"data"`
-	Raw       string          `json:"-"`
+	// Presence (PROTOCOL.md 1.1): events' client, conn and info, and the
+	// presence answer's count and members.
+	Client  string          `json:"client"`
+	Conn    string          `json:"conn"`
+	Info    json.RawMessage `json:"info"`
+	Count   int             `json:"count"`
+	Members []struct {
+		Client string          `json:"client"`
+		Conn   string          `json:"conn"`
+		Info   json.RawMessage `json:"info"`
+	} `json:"members"`
+	Raw string `json:"-"`
 }
 
 // Decode parses a server frame or fails the test.

@@ -123,6 +123,7 @@ func New(cfg Config) *API {
 func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST /v1/publish", a.CORS(http.HandlerFunc(a.publish)))
 	mux.Handle("GET /v1/history", a.CORS(http.HandlerFunc(a.history)))
+	mux.Handle("GET /v1/presence", a.CORS(http.HandlerFunc(a.presence)))
 	mux.Handle("GET /v1/info", a.CORS(http.HandlerFunc(a.info)))
 	mux.Handle("OPTIONS /v1/", a.CORS(http.NotFoundHandler()))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -392,6 +393,51 @@ func (a *API) history(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, h.AppendJSON(nil))
+}
+
+// PresenceBackend is a Backend that answers who is in a topic (PROTOCOL.md
+// 1.1 presence); GET /v1/presence needs one.
+type PresenceBackend interface {
+	Presence(ctx context.Context, topic string, limit int) (*wire.Presence, error)
+}
+
+// presence answers GET /v1/presence?topic=T: the body of a presence
+// command's answer. A service's API key or a client token that may
+// subscribe to the topic opens it, as for history.
+func (a *API) presence(w http.ResponseWriter, r *http.Request) {
+	topic := r.URL.Query().Get("topic")
+	if err := wire.ValidateTopic(topic); err != nil {
+		WriteError(w, err)
+		return
+	}
+	if a.cfg.AuthorizeClient != nil {
+		service := a.APIKeysRequired()
+		if service {
+			_, err := a.CheckAPIKey(r.Header.Get("Authorization"))
+			service = err == nil
+		}
+		if !service {
+			if err := a.cfg.AuthorizeClient(r, []string{topic}); err != nil {
+				WriteError(w, err)
+				return
+			}
+		}
+	}
+	pb, ok := a.cfg.Backend.(PresenceBackend)
+	if !ok {
+		WriteError(w, wire.Errorf(wire.CodeUnavailable, "presence is not available on this node"))
+		return
+	}
+	p, err := pb.Presence(r.Context(), topic, wire.MaxPresenceListed)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	members := make([][]byte, len(p.Members))
+	for i, m := range p.Members {
+		members[i] = wire.AppendMember(nil, m.Client, m.Conn, m.Info)
+	}
+	writeJSON(w, wire.AppendPresenceBody(nil, topic, p.Count, members))
 }
 
 func (a *API) info(w http.ResponseWriter, r *http.Request) {

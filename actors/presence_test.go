@@ -1,0 +1,196 @@
+package actors
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/stretchr/testify/require"
+
+	"github.com/topicast/topicast/internal/testutil"
+	"github.com/topicast/topicast/transport"
+)
+
+var presenceNamespaces = Namespaces{
+	{Pattern: "room.*", Presence: true, JoinLeave: true},
+	{Pattern: "count.*", Presence: true},
+}
+
+// presenceEnv returns an env whose namespaces allow presence, and the
+// node's counters its relays keep.
+func presenceEnv(t *testing.T) (*env, *transport.NodeMetrics) {
+	e := newEnv(t, TopicConfig{Namespaces: presenceNamespaces})
+	m := new(transport.NodeMetrics)
+	e.relays = NewRelays(e.system, e.topics, RelayConfig{JoinTimeout: time.Second, Metrics: m})
+	e.conns = NewConns(e.system, e.topics, e.relays, ConnConfig{MaxMessage: 1024, Namespaces: presenceNamespaces, NodeName: "n1"})
+	return e, m
+}
+
+// Enter, update and leave reach a watcher subscribed with presence as
+// join, update and leave events, in order; presence lists the members;
+// a connection that closes leaves.
+func TestPresenceEnterLeaveEvents(t *testing.T) {
+	e, metrics := presenceEnv(t)
+	watcher := e.connect()
+	watcher.send(`{"op":"sub","id":1,"topic":"room.1","presence":true}`)
+	require.Equal(t, "ok", watcher.next(t, 1)[0].Op)
+
+	alice := e.connect()
+	alice.send(`{"op":"enter","id":2,"topic":"room.1","info":{"name":"alice"}}`)
+	require.Equal(t, "ok", alice.next(t, 1)[0].Op)
+	join := watcher.next(t, 1)[0]
+	require.Equal(t, "join", join.Op, join.Raw)
+	require.Equal(t, "room.1", join.Topic)
+	require.True(t, strings.HasPrefix(join.Conn, "n1-"), join.Raw)
+	require.Equal(t, join.Conn, join.Client, "without tokens the client is the connection")
+	require.JSONEq(t, `{"name":"alice"}`, string(join.Info))
+
+	alice.send(`{"op":"enter","id":3,"topic":"room.1","info":{"name":"alice","away":true}}`)
+	require.Equal(t, "ok", alice.next(t, 1)[0].Op)
+	upd := watcher.next(t, 1)[0]
+	require.Equal(t, "update", upd.Op, upd.Raw)
+	require.JSONEq(t, `{"name":"alice","away":true}`, string(upd.Info))
+
+	bob := e.connect()
+	bob.send(`{"op":"enter","id":4,"topic":"room.1"}`)
+	require.Equal(t, "ok", bob.next(t, 1)[0].Op)
+	require.Equal(t, "join", watcher.next(t, 1)[0].Op)
+
+	watcher.send(`{"op":"presence","id":5,"topic":"room.1"}`)
+	ans := watcher.next(t, 1)[0]
+	require.Equal(t, "ok", ans.Op, ans.Raw)
+	require.Equal(t, uint64(5), ans.ID)
+	require.Equal(t, 2, ans.Count)
+	require.Len(t, ans.Members, 2)
+
+	alice.send(`{"op":"leave","id":6,"topic":"room.1"}`)
+	require.Equal(t, "ok", alice.next(t, 1)[0].Op)
+	leave := watcher.next(t, 1)[0]
+	require.Equal(t, "leave", leave.Op, leave.Raw)
+	require.Equal(t, join.Conn, leave.Conn)
+	require.Nil(t, leave.Info)
+
+	// bob's connection closes: he leaves.
+	bob.handler.(interface{ HandleClosed(error) }).HandleClosed(nil)
+	require.Equal(t, "leave", watcher.next(t, 1)[0].Op)
+	testutil.Eventually(t, 5*time.Second, func() error {
+		p, err := e.topics.Presence(t.Context(), "room.1", 0)
+		if err != nil {
+			return err
+		}
+		if p.Count != 0 {
+			return fmt.Errorf("%d members left", p.Count)
+		}
+		return nil
+	})
+	require.Equal(t, int64(0), metrics.PresenceMembers.Load())
+}
+
+// Presence needs a namespace that allows it; sub with presence needs
+// join_leave; leave needs a membership; info over 1 KiB is too large.
+func TestPresenceRefusals(t *testing.T) {
+	e, _ := presenceEnv(t)
+	c := e.connect()
+	for _, step := range []struct{ send, code, in string }{
+		{`{"op":"enter","id":1,"topic":"chat"}`, "bad_request", "presence is off by default"},
+		{`{"op":"presence","id":2,"topic":"chat"}`, "bad_request", "presence is off by default"},
+		{`{"op":"sub","id":3,"topic":"count.1","presence":true}`, "bad_request", "count.*"},
+		{`{"op":"leave","id":4,"topic":"room.1"}`, "bad_request", "not a member"},
+		{`{"op":"enter","id":5,"topic":"room.1","info":"` + strings.Repeat("x", 1100) + `"}`, "too_large", "info"},
+	} {
+		c.send(step.send)
+		f := c.next(t, 1)[0]
+		require.Equal(t, step.code, f.Code, step.send)
+		require.Contains(t, f.Message, step.in, step.send)
+	}
+	// count.* allows members, not events.
+	c.send(`{"op":"enter","id":6,"topic":"count.1"}`)
+	require.Equal(t, "ok", c.next(t, 1)[0].Op)
+	c.send(`{"op":"presence","id":7,"topic":"count.1"}`)
+	require.Equal(t, 1, c.next(t, 1)[0].Count)
+}
+
+// 1,000 members entering one topic make exactly 1,000 joins for each
+// watcher, and the count is exact; half of them closing makes exactly 500
+// leaves.
+func TestPresenceCrowd(t *testing.T) {
+	testutil.SkipIfShort(t)
+	const members, watchers = 1000, 10
+	e, _ := presenceEnv(t)
+	ws := make([]*client, watchers)
+	for i := range ws {
+		ws[i] = e.connect()
+		ws[i].send(`{"op":"sub","id":1,"topic":"room.crowd","presence":true}`)
+		require.Equal(t, "ok", ws[i].next(t, 1)[0].Op)
+	}
+	ms := make([]*client, members)
+	for i := range ms {
+		ms[i] = e.connect()
+		ms[i].send(fmt.Sprintf(`{"op":"enter","id":1,"topic":"room.crowd","info":{"i":%d}}`, i))
+	}
+	count := func(w *client, op string, want int) {
+		t.Helper()
+		frames := w.sess.WaitFrames(t, w.seen+want, 20*time.Second)
+		n := 0
+		for _, f := range frames[w.seen:] {
+			if f.Op == op {
+				n++
+			}
+		}
+		require.Equal(t, want, n, op)
+		w.seen = len(frames)
+	}
+	for _, w := range ws {
+		count(w, "join", members)
+	}
+	for _, m := range ms[:members/2] {
+		m.handler.(interface{ HandleClosed(error) }).HandleClosed(nil)
+	}
+	for _, w := range ws {
+		count(w, "leave", members/2)
+	}
+	p, err := e.topics.Presence(t.Context(), "room.crowd", 0)
+	require.NoError(t, err)
+	require.Equal(t, members/2, p.Count)
+	require.Len(t, p.Members, members/2)
+	time.Sleep(100 * time.Millisecond)
+	for _, w := range ws {
+		require.Len(t, w.sess.Frames(), w.seen, "no event beyond the exact count")
+	}
+}
+
+// BenchmarkPresenceJoins makes one connection enter a topic per op, with
+// 100 watchers subscribed to its presence events, and waits until every
+// watcher has every join: the cost of a join, seen by all.
+func BenchmarkPresenceJoins(b *testing.B) {
+	const watchers = 100
+	system := actor.NewActorSystem(actor.WithLoggerFactory(testutil.DiscardActorLogs))
+	defer system.Shutdown()
+	topics := NewLocalTopics(system, TopicConfig{Namespaces: presenceNamespaces})
+	relays := NewRelays(system, topics, RelayConfig{})
+	conns := NewConns(system, topics, relays, ConnConfig{Namespaces: presenceNamespaces})
+	var seen, acked atomic.Int64
+	for range watchers {
+		h := conns.Accept(&countingSession{n: &seen})
+		h.HandleFrame([]byte(`{"op":"sub","id":1,"topic":"room.bench","presence":true}`))
+	}
+	waitFor(b, &seen, watchers) // the subscriptions' oks
+	seen.Store(0)
+	enter := []byte(`{"op":"enter","id":1,"topic":"room.bench","info":{"name":"player"}}`)
+	handlers := make([]interface{ HandleFrame([]byte) }, b.N)
+	for i := range handlers {
+		handlers[i] = conns.Accept(&countingSession{n: &acked, info: transport.SessionInfo{ID: fmt.Sprintf("m%d", i)}})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, h := range handlers {
+		h.HandleFrame(enter)
+	}
+	waitFor(b, &seen, int64(b.N)*watchers)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "joins/s")
+	b.ReportMetric(float64(b.N)*watchers/b.Elapsed().Seconds(), "events/s")
+}

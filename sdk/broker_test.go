@@ -3,9 +3,12 @@ package sdk_test
 import (
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,9 +21,11 @@ import (
 
 // broker is a minimal in-memory topicast server for the examples: one
 // epoch per topic and its whole history, subscriptions with since, pub
-// over WebSocket and POST /v1/publish with an API key. It speaks the
-// protocol with package wire only; the SDK's tests against the real
-// server are in test/sdk.
+// over WebSocket and POST /v1/publish with an API key, and presence on
+// every topic (enter, leave, presence, and the join, update and leave
+// events of "presence":true subscriptions; without tokens, a member's
+// client is its connection's id). It speaks the protocol with package wire
+// only; the SDK's tests against the real server are in test/sdk.
 type broker struct {
 	srv    *httptest.Server
 	apiKey string
@@ -28,15 +33,20 @@ type broker struct {
 	mu     sync.Mutex
 	topics map[string]*brokerTopic
 	conns  map[*brokerConn]struct{}
+	nconns int            // connections so far, which name the next one
 	wg     sync.WaitGroup // connection readers
 }
 
 type brokerTopic struct {
 	msgs [][]byte // msg frames; msgs[i] has seq i+1
-	subs map[*brokerConn]struct{}
+	// subs holds the subscribers, true for those with "presence":true.
+	subs map[*brokerConn]bool
+	// members holds the presence members and their info (nil: none).
+	members map[*brokerConn][]byte
 }
 
 type brokerConn struct {
+	id  string // its id among presence members: "b-1", "b-2"...
 	nc  net.Conn
 	wmu sync.Mutex
 }
@@ -71,7 +81,7 @@ func (b *broker) close() {
 func (b *broker) topicLocked(name string) *brokerTopic {
 	t := b.topics[name]
 	if t == nil {
-		t = &brokerTopic{subs: make(map[*brokerConn]struct{})}
+		t = &brokerTopic{subs: make(map[*brokerConn]bool), members: make(map[*brokerConn][]byte)}
 		b.topics[name] = t
 	}
 	return t
@@ -137,8 +147,9 @@ func (b *broker) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	bc := &brokerConn{nc: nc}
 	b.mu.Lock()
+	b.nconns++
+	bc := &brokerConn{id: "b-" + strconv.Itoa(b.nconns), nc: nc}
 	b.conns[bc] = struct{}{}
 	b.wg.Add(1)
 	b.mu.Unlock()
@@ -146,8 +157,12 @@ func (b *broker) serveWS(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		b.mu.Lock()
 		delete(b.conns, bc)
-		for _, t := range b.topics {
+		for name, t := range b.topics {
 			delete(t.subs, bc)
+			if _, ok := t.members[bc]; ok {
+				delete(t.members, bc)
+				t.presenceEvent(wire.OpLeave, name, bc, nil)
+			}
 		}
 		b.mu.Unlock()
 		_ = nc.Close() // the reader is done with it
@@ -204,12 +219,70 @@ func (b *broker) handle(bc *brokerConn, frame []byte) {
 		for _, m := range t.msgs[from:] {
 			bc.write(m)
 		}
-		t.subs[bc] = struct{}{}
+		t.subs[bc] = cmd.Presence
 	case wire.OpUnsub:
 		b.mu.Lock()
 		delete(b.topicLocked(cmd.Topic).subs, bc)
 		b.mu.Unlock()
 		bc.write(wire.AppendOK(nil, cmd.ID))
+	case wire.OpEnter, wire.OpLeave, wire.OpPresence:
+		b.handlePresence(bc, cmd)
+	}
+}
+
+// handlePresence answers enter, leave and presence as the server does
+// where the namespace enables presence: ok first, then the event.
+func (b *broker) handlePresence(bc *brokerConn, cmd *wire.Command) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.topicLocked(cmd.Topic)
+	switch cmd.Op {
+	case wire.OpEnter:
+		op := wire.OpJoin
+		if _, ok := t.members[bc]; ok {
+			op = wire.OpUpdate
+		}
+		t.members[bc] = cmd.Info
+		bc.write(wire.AppendOK(nil, cmd.ID))
+		t.presenceEvent(op, cmd.Topic, bc, cmd.Info)
+	case wire.OpLeave:
+		if _, ok := t.members[bc]; !ok {
+			bc.write(wire.AppendError(nil, &wire.Error{Code: wire.CodeBadRequest, Message: "not a member of " + cmd.Topic, ID: cmd.ID}))
+			return
+		}
+		delete(t.members, bc)
+		bc.write(wire.AppendOK(nil, cmd.ID))
+		t.presenceEvent(wire.OpLeave, cmd.Topic, bc, nil)
+	case wire.OpPresence:
+		conns := slices.SortedFunc(maps.Keys(t.members), func(x, y *brokerConn) int { return strings.Compare(x.id, y.id) })
+		members := make([][]byte, len(conns))
+		for i, m := range conns {
+			members[i] = wire.AppendMember(nil, m.id, m.id, t.members[m])
+		}
+		bc.write(wire.AppendPresenceOK(nil, cmd.ID, cmd.Topic, len(members), members))
+	}
+}
+
+// presenceEvent sends a member's event to the topic's presence
+// subscribers; b.mu must be held.
+func (t *brokerTopic) presenceEvent(op, topic string, member *brokerConn, info []byte) {
+	frame := wire.AppendPresenceEvent(nil, op, topic, member.id, member.id, info)
+	for bc, presence := range t.subs {
+		if presence {
+			bc.write(frame)
+		}
+	}
+}
+
+// drop closes the connection whose id is conn, as a network failure
+// would: the client reconnects.
+func (b *broker) drop(conn string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for bc := range b.conns {
+		if bc.id == conn {
+			_ = bc.nc.Close() // its reader ends it
+		}
 	}
 }
 

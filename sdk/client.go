@@ -54,14 +54,20 @@ const (
 	callSub callKind = iota + 1
 	callUnsub
 	callPub
+	callEnter
+	callLeave
+	callPresence
 )
 
 // call is a command waiting for its reply (ok or error with its id).
 type call struct {
 	kind callKind
 	conn *conn
-	sub  *Subscription   // callSub
-	done chan callResult // callUnsub, callPub; buffered, receives once
+	sub  *Subscription   // callSub, callEnter, callLeave
+	done chan callResult // callUnsub, callPub, callPresence; buffered, receives once
+	// gen is sub's presenceGen when a callEnter or callLeave was sent: its
+	// answer matters only if no Enter or Leave came since.
+	gen uint64
 }
 
 type callResult struct {
@@ -291,7 +297,8 @@ func (c *Client) heartbeat(cn *conn, now time.Time, lastPing *time.Time) {
 	}
 }
 
-// attach makes cn the client's connection and sends it every subscription.
+// attach makes cn the client's connection and sends it every subscription,
+// and every enter (the last connection's end left the topics).
 func (c *Client) attach(cn *conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -300,13 +307,17 @@ func (c *Client) attach(cn *conn) {
 	c.disp.event(Event{Kind: EventConnected, URL: cn.url})
 	for _, s := range c.subs {
 		c.sendSubLocked(cn, s)
+		if s.entered {
+			c.sendEnterLocked(cn, s)
+		}
 	}
 	c.log.LogAttrs(c.ctx, slog.LevelDebug, "topicast: connected",
 		slog.String("url", cn.url), slog.Int("subscriptions", len(c.subs)))
 }
 
-// detach forgets cn: its calls fail (subscriptions are sent again on the
-// next connection).
+// detach forgets cn: its calls fail (subscriptions and enters are sent
+// again on the next connection, where an Enter waiting for its answer gets
+// it).
 func (c *Client) detach(cn *conn, cause error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -323,6 +334,9 @@ func (c *Client) detach(cn *conn, cause error) {
 		if cl.done != nil {
 			cl.done <- callResult{err: lost}
 		}
+		if cl.kind == callLeave && cl.gen == cl.sub.presenceGen {
+			cl.sub.settleOpLocked(nil) // the connection's end left the topic
+		}
 	}
 	for _, s := range c.subs {
 		if s.sentOn == cn {
@@ -331,6 +345,9 @@ func (c *Client) detach(cn *conn, cause error) {
 		if s.activeOn == cn {
 			s.activeOn = nil
 		}
+		if s.enterOn == cn {
+			s.enterOn = nil
+		}
 	}
 }
 
@@ -338,7 +355,8 @@ func (c *Client) detach(cn *conn, cause error) {
 func (c *Client) newCallLocked(cn *conn, kind callKind, s *Subscription) (uint64, *call) {
 	c.nextID++
 	cl := &call{kind: kind, conn: cn, sub: s}
-	if kind != callSub {
+	switch kind {
+	case callUnsub, callPub, callPresence:
 		cl.done = make(chan callResult, 1)
 	}
 	c.calls[c.nextID] = cl
@@ -423,6 +441,12 @@ func (c *Client) handleFrame(cn *conn, raw []byte) {
 		}
 	case wire.OpReset:
 		c.onReset(cn, f)
+	case wire.OpJoin:
+		c.onPresenceEvent(cn, f, EventJoin)
+	case wire.OpUpdate:
+		c.onPresenceEvent(cn, f, EventUpdate)
+	case wire.OpLeave:
+		c.onPresenceEvent(cn, f, EventLeave)
 	}
 }
 
@@ -518,8 +542,12 @@ func (c *Client) onReply(cn *conn, f *serverFrame, e *wire.Error) {
 		return // abandoned, or a reply to a hello
 	}
 	delete(c.calls, f.ID)
-	if cl.kind == callSub {
+	switch cl.kind {
+	case callSub:
 		c.onSubReplyLocked(cn, cl.sub, f, e)
+		return
+	case callEnter, callLeave:
+		c.onPresenceReplyLocked(cn, cl, e)
 		return
 	}
 	if e != nil {
@@ -558,6 +586,7 @@ func (c *Client) onSubReplyLocked(cn *conn, s *Subscription, f *serverFrame, e *
 				slog.String("topic", s.topic), slog.Any("err", e))
 		default:
 			delete(c.subs, s.topic)
+			c.endMembershipLocked(s, e)
 			c.disp.event(Event{Kind: EventSubscriptionEnded, Topic: s.topic, Epoch: s.epoch, Seq: s.seq, Err: e})
 		}
 		return
@@ -601,6 +630,7 @@ func (c *Client) onSubEnded(cn *conn, f *serverFrame, e *wire.Error) {
 		s.settleLocked(e)
 		return
 	}
+	c.endMembershipLocked(s, e)
 	c.disp.event(Event{Kind: EventSubscriptionEnded, Topic: s.topic, Epoch: s.epoch, Seq: s.seq, Err: e})
 }
 
@@ -614,10 +644,11 @@ func (c *Client) sendSubLocked(cn *conn, s *Subscription) {
 		since = &wire.Position{Epoch: s.epoch, Seq: s.seq}
 	}
 	cn.enqueue(wire.AppendSubCommand(nil, &wire.Command{Op: wire.OpSub, ID: id, Topic: s.topic, Since: since,
-		Datagram: s.datagram, Latest: s.latest, Delta: s.delta}))
+		Datagram: s.datagram, Latest: s.latest, Delta: s.delta, Presence: s.presence}))
 }
 
-// retrySubs sends again the subscriptions the server refused for a while.
+// retrySubs sends again the subscriptions and the enters the server
+// refused for a while.
 func (c *Client) retrySubs(cn *conn, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -627,6 +658,9 @@ func (c *Client) retrySubs(cn *conn, now time.Time) {
 	for _, s := range c.subs {
 		if s.sentOn != cn && !now.Before(s.retryAt) {
 			c.sendSubLocked(cn, s)
+		}
+		if s.entered && s.enterOn != cn && !now.Before(s.enterRetryAt) {
+			c.sendEnterLocked(cn, s)
 		}
 	}
 }
@@ -649,6 +683,18 @@ func (c *Client) Publish(ctx context.Context, topic string, data any) (wire.Publ
 	if err != nil {
 		return wire.PublishResult{}, err
 	}
+	f, err := c.roundTrip(ctx, callPub, func(id uint64) []byte { return appendPub(nil, id, topic, raw) })
+	if err != nil {
+		return wire.PublishResult{}, err
+	}
+	return wire.PublishResult{Topic: topic, Epoch: f.Epoch, Seq: f.Seq}, nil
+}
+
+// roundTrip sends the command that frame makes with an id of kind's, on the
+// client's connection or, while disconnected, on the next one, and returns
+// the server's ok frame. An error frame is a *wire.Error; a connection that
+// ends first is ErrConnectionLost.
+func (c *Client) roundTrip(ctx context.Context, kind callKind, frame func(id uint64) []byte) (*serverFrame, error) {
 	var id uint64
 	var cl *call
 	for cl == nil {
@@ -656,11 +702,11 @@ func (c *Client) Publish(ctx context.Context, topic string, data any) (wire.Publ
 		if c.err != nil {
 			err := c.err
 			c.mu.Unlock()
-			return wire.PublishResult{}, err
+			return nil, err
 		}
 		if cn := c.conn; cn != nil {
-			id, cl = c.newCallLocked(cn, callPub, nil)
-			cn.enqueue(appendPub(nil, id, topic, raw))
+			id, cl = c.newCallLocked(cn, kind, nil)
+			cn.enqueue(frame(id))
 			c.mu.Unlock()
 			break
 		}
@@ -670,18 +716,15 @@ func (c *Client) Publish(ctx context.Context, topic string, data any) (wire.Publ
 		case <-ready:
 		case <-c.done:
 		case <-ctx.Done():
-			return wire.PublishResult{}, context.Cause(ctx)
+			return nil, context.Cause(ctx)
 		}
 	}
 	select {
 	case r := <-cl.done:
-		if r.err != nil {
-			return wire.PublishResult{}, r.err
-		}
-		return wire.PublishResult{Topic: topic, Epoch: r.frame.Epoch, Seq: r.frame.Seq}, nil
+		return r.frame, r.err
 	case <-ctx.Done():
 		c.dropCall(id)
-		return wire.PublishResult{}, context.Cause(ctx)
+		return nil, context.Cause(ctx)
 	}
 }
 

@@ -8,6 +8,9 @@ type delivery struct {
 	sub *Subscription
 	msg Message
 	ev  Event
+	// of is the subscription of a presence event, which goes nowhere once
+	// it is unsubscribed, as its messages.
+	of *Subscription
 }
 
 // dispatcher calls handlers and OnEvent from one goroutine, in the order
@@ -54,6 +57,13 @@ func (d *dispatcher) event(ev Event) {
 	}
 }
 
+// subEvent queues an event of s's presence, if anyone listens.
+func (d *dispatcher) subEvent(s *Subscription, ev Event) {
+	if d.onEvent != nil {
+		d.push(delivery{ev: ev, of: s})
+	}
+}
+
 // run is the dispatcher's goroutine; it returns after close.
 func (d *dispatcher) run() {
 	defer close(d.done)
@@ -87,7 +97,9 @@ func (d *dispatcher) run() {
 
 func (d *dispatcher) call(x *delivery) {
 	if x.sub == nil {
-		d.onEvent(x.ev)
+		if x.of == nil || !x.of.closed.Load() {
+			d.onEvent(x.ev)
+		}
 		return
 	}
 	if !x.sub.closed.Load() {

@@ -66,10 +66,10 @@
 // handlers and Config.OnEvent are called one at a time, on one goroutine
 // per Client, in the order the messages and events happened. A handler
 // must not block for long: the messages after it wait in memory. A handler
-// may call Subscribe, Unsubscribe and Publish, but not Close, which waits
-// for the handler in progress (call it from another goroutine). No handler
-// call starts after Unsubscribe or Close returned. Every goroutine of a
-// Client or Publisher ends in Close.
+// may call Subscribe, Unsubscribe, Publish, Enter, Leave and Presence, but
+// not Close, which waits for the handler in progress (call it from another
+// goroutine). No handler call starts after Unsubscribe or Close returned.
+// Every goroutine of a Client or Publisher ends in Close.
 //
 // # Publishing
 //
@@ -128,6 +128,29 @@
 // datagrams are dropped), with gaps, without EventGap, without recovery
 // after a reconnection (the subscription goes on from the head), and
 // without exactly-once. Use it for values where only the latest matters.
+//
+// # Presence
+//
+// A topic may also say who is in it (protocol 1.1, where the server's
+// namespace enables it; elsewhere the server answers bad_request). A
+// subscription's Enter makes the client's connection a member, with a JSON
+// info of at most 1 KiB, until Leave, Unsubscribe or Close. A subscription
+// made with the Presence option gets the topic's EventJoin, EventUpdate (a
+// member entered again with a new info) and EventLeave through
+// Config.OnEvent, each with its Member (client, connection, info), and
+// Client.Presence lists the members:
+//
+//	room, err := c.Subscribe(ctx, "room.1", handler, sdk.Presence())
+//	...
+//	err = room.Enter(ctx, map[string]string{"name": "ada"})
+//	p, err := c.Presence(ctx, "room.1") // p.Count, p.Members
+//
+// Presence is the server's soft state: a connection's end leaves every
+// topic it entered. After a reconnection the client subscribes again and
+// enters again, with the same info, and other members may see it leave and
+// join again. Presence events are not recovered: a client that needs the
+// exact list after a reconnection asks Client.Presence again once
+// OnEvent got the topic's EventSubscribed.
 //
 // # Latest-value subscriptions
 //

@@ -22,6 +22,10 @@ var (
 	// ErrAlreadySubscribed is returned by Subscribe for a topic the client
 	// is already subscribed to.
 	ErrAlreadySubscribed = errors.New("topicast: already subscribed")
+	// ErrSubscriptionEnded is returned by Enter on a Subscription that
+	// ended (Unsubscribe, or the server ended it), and by an Enter waiting
+	// for its answer when the subscription ends.
+	ErrSubscriptionEnded = errors.New("topicast: subscription ended")
 	// ErrMessageTooLarge is the cause of a disconnect when the server sent a
 	// message longer than Config.MaxReadBytes.
 	ErrMessageTooLarge = errors.New("topicast: message from the server too large")

@@ -1,6 +1,10 @@
 package sdk
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/topicast/topicast/sdk/wire"
+)
 
 // EventKind says what an Event reports.
 type EventKind uint8
@@ -27,7 +31,9 @@ const (
 	// again.
 	EventSubscriptionEnded
 	// EventError: the server sent an error frame that answers no command
-	// (Err is its *wire.Error).
+	// (Err is its *wire.Error), or, with Topic, refused to enter Topic
+	// again after a reconnection (Err is its *wire.Error; the client is
+	// no longer a member, call Enter to try again).
 	EventError
 	// EventClosed: the client stopped for good because of Err, a
 	// *CloseError with a code after which it must not reconnect (1009,
@@ -39,6 +45,16 @@ const (
 	// missed ones before them). It comes before any message it lets
 	// through, and before the EventReset of a recovery that failed.
 	EventSubscribed
+	// EventJoin: Member entered Topic (a subscription with Presence gets
+	// it). After a reconnection, or when the topic moved to another
+	// server node, a member already known may join again.
+	EventJoin
+	// EventUpdate: Member, already in Topic, entered again with a new
+	// Info.
+	EventUpdate
+	// EventLeave: Member left Topic, or its connection closed. Its Info
+	// is empty.
+	EventLeave
 )
 
 // Reasons of an EventReset.
@@ -69,6 +85,12 @@ func (k EventKind) String() string {
 		return "closed"
 	case EventSubscribed:
 		return "subscribed"
+	case EventJoin:
+		return "join"
+	case EventUpdate:
+		return "update"
+	case EventLeave:
+		return "leave"
 	default:
 		return fmt.Sprintf("event_%d", uint8(k))
 	}
@@ -92,6 +114,11 @@ type Event struct {
 	// (after a reconnection, or Since) when the server's history filled
 	// the gap.
 	Recovered bool
+	// Member is the member of EventJoin, EventUpdate and EventLeave: its
+	// client (the token's subject, or its connection's id without tokens),
+	// its connection's id, unique in the cluster, and the JSON info it
+	// entered with, if any. The event's receiver owns it.
+	Member *wire.Member
 	// Err is the cause; see each kind.
 	Err error
 }
@@ -101,8 +128,17 @@ func (e Event) String() string {
 	if e.URL != "" {
 		s += " " + e.URL
 	}
-	if e.Topic != "" {
+	switch {
+	case e.Member != nil:
+		// The line of topicast sub --presence: join room.1 alice n1-ws-17 {"name":"alice"}
+		s += " " + e.Topic + " " + e.Member.Client + " " + e.Member.Conn
+		if len(e.Member.Info) > 0 {
+			s += " " + string(e.Member.Info)
+		}
+	case e.Topic != "" && (e.Epoch != "" || e.Seq != 0):
 		s += fmt.Sprintf(" %s %s:%d", e.Topic, e.Epoch, e.Seq)
+	case e.Topic != "":
+		s += " " + e.Topic
 	}
 	if e.Reason != "" {
 		s += " (" + e.Reason + ")"

@@ -161,3 +161,46 @@ func ExampleNewPublisher() {
 	// Output:
 	// distinct seqs: 3
 }
+
+// A chat room: a client enters the room's topic with its info, and a
+// subscription with Presence learns from OnEvent who comes and goes.
+// Client.Presence lists who is there.
+func ExampleSubscription_Enter() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	members := make(chan sdk.Event, 16)
+	c, err := sdk.Dial(ctx, wsURL, sdk.Config{
+		OnEvent: func(e sdk.Event) {
+			if e.Member != nil { // EventJoin, EventUpdate, EventLeave
+				members <- e
+			}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	room, err := c.Subscribe(ctx, "example.room", func(sdk.Message) {}, sdk.Presence())
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	if err := room.Enter(ctx, map[string]string{"name": "ada"}); err != nil {
+		log.Fatal(err)
+	}
+	e := <-members
+	fmt.Println(e.Kind, string(e.Member.Info))
+	p, err := c.Presence(ctx, "example.room")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(p.Count, "in the room:", string(p.Members[0].Info))
+	if err := room.Leave(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println((<-members).Kind)
+	// Output:
+	// join {"name":"ada"}
+	// 1 in the room: {"name":"ada"}
+	// leave
+}

@@ -21,6 +21,13 @@ type serverFrame struct {
 	Message   string `json:"message"`
 	// Data is copied out of the read buffer by encoding/json.
 	Data json.RawMessage `json:"data"`
+	// Client, Conn and Info: the member of a join, update or leave event.
+	Client string          `json:"client"`
+	Conn   string          `json:"conn"`
+	Info   json.RawMessage `json:"info"`
+	// Count and Members: the answer to a presence command.
+	Count   int           `json:"count"`
+	Members []wire.Member `json:"members"`
 	// raw is a copy of a msg frame, with Config.KeepFrames.
 	raw []byte
 }

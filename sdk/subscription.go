@@ -67,16 +67,30 @@ func Latest() SubOption {
 	return func(s *Subscription) { s.latest = true }
 }
 
+// Presence asks for the topic's presence events too ("presence":true,
+// protocol 1.1): Config.OnEvent gets an EventJoin, EventUpdate or EventLeave
+// each time a connection enters the topic, changes its info or leaves it
+// (see Subscription.Enter), in order with the topic's messages. The
+// server must enable it for the topic's namespace (join_leave), else it
+// refuses the subscription with bad_request. The events are not
+// recovered after a reconnection: ask Client.Presence for the members
+// then.
+func Presence() SubOption {
+	return func(s *Subscription) { s.presence = true }
+}
+
 // Subscription is a client's subscription to one topic. Its methods are
 // goroutine-safe.
 type Subscription struct {
 	c       *Client
 	topic   string
 	handler func(Message)
-	// datagram is set by Datagram; latest by Latest; since by Since.
+	// datagram is set by Datagram; latest by Latest; since by Since;
+	// presence by Presence.
 	datagram bool
 	latest   bool
 	since    bool
+	presence bool
 	// delta: the sub asks for deltas (Config.Delta); base is the data of
 	// the last message delivered, which the next delta applies to. Guarded
 	// by c.mu.
@@ -106,6 +120,20 @@ type Subscription struct {
 	// A sub refused with a retriable code is sent again at retryAt.
 	retries int
 	retryAt time.Time
+	// entered is set from Enter to Leave: the client is a presence member
+	// of the topic with info, and enters again with it on every new
+	// connection. enterOn is the connection the last enter went on.
+	entered bool
+	info    []byte
+	enterOn *conn
+	// presenceGen counts the Enter and Leave calls and the end of the
+	// membership; op is the last call's, while it waits for its answer.
+	presenceGen uint64
+	op          *presenceOp
+	// An enter sent again after a reconnection and refused with a
+	// retriable code is sent again at enterRetryAt.
+	enterRetries int
+	enterRetryAt time.Time
 }
 
 // Topic returns the subscription's topic.
@@ -184,8 +212,9 @@ func (c *Client) Subscribe(ctx context.Context, topic string, handler func(Messa
 	}
 }
 
-// Unsubscribe ends the subscription: once it has returned, the handler is
-// not called again. It waits for the server's answer, bounded by ctx; if the
+// Unsubscribe ends the subscription, and the membership of an Enter: once
+// it has returned, the handler is not called again, nor OnEvent for its
+// presence events. It waits for the server's answer, bounded by ctx; if the
 // connection is down, there is nothing to wait for. Calling it again does
 // nothing.
 func (s *Subscription) Unsubscribe(ctx context.Context) error {
@@ -219,6 +248,7 @@ func (s *Subscription) unsubscribe() (uint64, *call) {
 		return 0, nil
 	}
 	delete(c.subs, s.topic)
+	c.endMembershipLocked(s, fmt.Errorf("%w: %s", ErrSubscriptionEnded, s.topic))
 	cn := c.conn
 	if cn == nil || s.sentOn != cn {
 		return 0, nil // no connection, or the server refused it: nothing to undo

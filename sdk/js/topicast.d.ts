@@ -24,6 +24,22 @@ export interface Message<T = JSONValue> {
   data: T;
 }
 
+/**
+ * A presence member: its client (the token's sub, or its connection's id without tokens),
+ * its connection's id (unique in the cluster) and the info it entered with, if any.
+ */
+export interface Member {
+  client: string;
+  conn: string;
+  info?: JSONValue;
+}
+
+/** Who is in a topic: count is the full number, members lists at most 1000 of them. */
+export interface PresenceList {
+  count: number;
+  members: Member[];
+}
+
 /** What the client tells options.onEvent. */
 export type ClientEvent =
   | { type: "connected"; transport: TransportName }
@@ -38,7 +54,12 @@ export type ClientEvent =
     }
   | { type: "gap"; topic: string; epoch: string; seq: number }
   | { type: "subscription_ended"; topic: string; code: string; message: string }
-  | { type: "error"; code: string; message: string }
+  /** With a topic: the server refused to let the client enter it again after a reconnection. */
+  | { type: "error"; code: string; message: string; topic?: string }
+  /** Presence events of a subscription with {presence: true}. */
+  | { type: "join"; topic: string; client: string; conn: string; info?: JSONValue }
+  | { type: "update"; topic: string; client: string; conn: string; info?: JSONValue }
+  | { type: "leave"; topic: string; client: string; conn: string }
   /** The client stopped for good; calls reject from then on. */
   | { type: "closed"; code: number; reason: string };
 
@@ -73,6 +94,8 @@ export interface SubscribeOptions {
   mode?: "latest";
   /** Messages as fossil deltas of the one before, applied by the client. */
   delta?: "fossil";
+  /** Also receive the topic's presence events ("join", "update", "leave") in onEvent. */
+  presence?: boolean;
 }
 
 export class TopicastError extends Error {
@@ -87,8 +110,17 @@ export interface Subscription {
   readonly ready: Promise<Subscription>;
   /** The position of the last message delivered (or the head at subscription). */
   readonly position: Position | null;
-  /** Ends the subscription; the handler is not called again. */
+  /** Ends the subscription, and its membership; the handler is not called again. */
   unsubscribe(): Promise<void>;
+  /**
+   * Makes this connection a presence member of the topic with info (at most 1 KiB of JSON),
+   * or changes its info; the client enters again with it after every reconnection.
+   */
+  enter(info?: JSONValue): Promise<void>;
+  /** Ends the membership that enter started. */
+  leave(): Promise<void>;
+  /** Who is in the topic. */
+  presence(): Promise<PresenceList>;
 }
 
 export interface Client {

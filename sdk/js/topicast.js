@@ -28,6 +28,14 @@
 // {delta: "fossil"} asks for messages as fossil deltas of the one before, which the client
 // applies before calling onMessage (WebSocket and WebTransport; SSE sends them whole).
 //
+// Presence (protocol 1.1, where the server's namespace enables it, else bad_request):
+// sub.enter(info) makes this connection a member of the topic with info (any JSON value,
+// at most 1 KiB, or none) until sub.leave() or unsubscribe(); the client enters again with
+// the same info after every reconnection. {presence: true} also asks for the topic's
+// "join", "update" and "leave" events, given to onEvent. sub.presence() resolves to
+// {count, members: [{client, conn, info}]}. Over SSE, which only receives, enter() rejects
+// with "unavailable" and presence() asks GET /v1/presence; no presence events come.
+//
 // Delivery: each subscription's handler gets every message of its topic once, in seq
 // order, across reconnections: the client reconnects with exponential backoff and full
 // jitter, resubscribes with since = the last (epoch, seq) delivered, and drops repeats.
@@ -38,9 +46,13 @@
 // Events given to options.onEvent (always with a `type`):
 //   connected {transport}         disconnected {transport, code, reason}
 //   reset {topic, epoch, seq, reason, recovered}   gap {topic, epoch, seq}
-//   subscription_ended {topic, code, message}      error {code, message}
+//   subscription_ended {topic, code, message}      error {code, message, topic?}
+//   join {topic, client, conn, info?}   update {topic, client, conn, info?}
+//   leave {topic, client, conn}: presence events of {presence: true} subscriptions
 //   closed {code, reason}: the client stopped for good (1009, 4009, or 4001 without
 //   tokenFunc); calls reject from then on.
+// An error event with a topic says that the server refused to let the client enter the
+// topic again after a reconnection (it is no longer a member there).
 
 const DEFAULTS = {
   transports: ["webtransport", "websocket", "sse"],
@@ -55,6 +67,12 @@ const TOPIC = /^[A-Za-z0-9_\-.:/]{1,200}$/;
 
 // Codes after which reconnecting cannot help (4001 too, unless tokenFunc can get a new token).
 const TERMINAL = new Set([1009, 4009]);
+
+// Error codes worth asking again for (a resubscription, an enter after a reconnection).
+const RETRIABLE = ["unavailable", "rate_limited", "internal"];
+
+// MAX_INFO is the largest info of an enter, in UTF-8 bytes of its JSON.
+const MAX_INFO = 1024;
 
 /** TopicastError is what calls reject with; code is a protocol error code or "closed". */
 export class TopicastError extends Error {
@@ -178,7 +196,10 @@ class Client {
       if (cl.reject) cl.reject(err);
     }
     for (const w of this._waiting.splice(0)) w.reject(err);
-    for (const s of this._subs.values()) s._settle(err);
+    for (const s of this._subs.values()) {
+      s._settle(err);
+      this._settleOp(s, err);
+    }
   }
 
   async _start() {
@@ -272,7 +293,10 @@ class Client {
     this._conn = cn;
     cn.onFrame = (f, datagram, line) => this._frame(cn, f, datagram, line);
     this._emit({ type: "connected", transport: cn.name });
-    for (const s of this._subs.values()) this._sendSub(cn, s);
+    for (const s of this._subs.values()) {
+      this._sendSub(cn, s);
+      if (s._entered) this._sendEnter(cn, s); // the last connection's end left the topic
+    }
     for (const w of this._waiting.splice(0)) w.send(cn);
   }
 
@@ -282,12 +306,19 @@ class Client {
     for (const [id, cl] of this._calls) {
       if (cl.conn !== cn) continue;
       this._calls.delete(id);
-      if (cl.resolve && cl.kind === "unsub") cl.resolve(); // nothing left to undo
+      if (cl.kind === "leave") {
+        if (cl.gen === cl.sub._gen) this._settleOp(cl.sub, null); // the connection's end left
+      } else if (cl.kind === "enter") {
+        // the next connection enters again, and its answer goes to the enter() waiting
+      } else if (cl.kind === "presence") {
+        this._waiting.push({ send: cl.resend, reject: cl.reject }); // asking again is harmless
+      } else if (cl.resolve && cl.kind === "unsub") cl.resolve(); // nothing left to undo
       else if (cl.reject) cl.reject(lost);
     }
     for (const s of this._subs.values()) {
       if (s._sentOn === cn) s._sentOn = null;
       if (s._activeOn === cn) s._activeOn = null;
+      if (s._enterOn === cn) s._enterOn = null;
     }
   }
 
@@ -318,6 +349,7 @@ class Client {
     this._calls.set(id, { kind: "sub", conn: cn, sub: s });
     s._sentOn = cn;
     const f = { op: "sub", id, topic: s.topic };
+    if (s._presence) f.presence = true;
     if (s._latest) f.mode = "latest";
     if (s._delta) f.delta = "fossil";
     if (s._datagram) {
@@ -350,6 +382,11 @@ class Client {
       }
       case "reset":
         this._onReset(cn, f);
+        break;
+      case "join":
+      case "update":
+      case "leave":
+        this._onPresenceEvent(cn, f);
         break;
     }
   }
@@ -417,6 +454,7 @@ class Client {
     if (!cl || cl.conn !== cn) return; // abandoned
     this._calls.delete(f.id);
     if (cl.kind === "sub") this._onSubReply(cn, cl.sub, f, err);
+    else if (cl.kind === "enter" || cl.kind === "leave") this._onPresenceReply(cn, cl, err);
     else if (err) cl.reject(err);
     else cl.resolve(f);
   }
@@ -427,13 +465,15 @@ class Client {
       if (!s._confirmed) {
         this._subs.delete(s.topic); // the first answer goes to ready
         s._settle(err);
-      } else if (["unavailable", "rate_limited", "internal"].includes(err.code)) {
+        this._endMembership(s, err); // an enter() made before ready
+      } else if (RETRIABLE.includes(err.code)) {
         s._sentOn = null;
         setTimeout(() => {
           if (this._conn === cn && this._subs.get(s.topic) === s && !s._sentOn) this._sendSub(cn, s);
         }, backoff(++s._retries, this._o.minBackoff, this._o.maxBackoff));
       } else {
         this._subs.delete(s.topic);
+        this._endMembership(s, err);
         this._emit({ type: "subscription_ended", topic: s.topic, code: err.code, message: err.message });
       }
       return;
@@ -457,6 +497,7 @@ class Client {
     const s = this._subs.get(f.topic);
     if (!s || (s._activeOn !== cn && s._sentOn !== cn)) return;
     this._subs.delete(f.topic);
+    this._endMembership(s, err);
     if (!s._confirmed) s._settle(err);
     else this._emit({ type: "subscription_ended", topic: s.topic, code: err.code, message: err.message });
   }
@@ -464,7 +505,9 @@ class Client {
   _unsubscribe(s) {
     if (this._subs.get(s.topic) !== s) return Promise.resolve();
     this._subs.delete(s.topic);
-    s._settle(new TopicastError("closed", "topicast: unsubscribed"));
+    const ended = new TopicastError("closed", "topicast: unsubscribed");
+    s._settle(ended);
+    this._endMembership(s, ended); // its leave goes before the unsub
     const cn = this._conn;
     if (!cn || s._sentOn !== cn) return Promise.resolve(); // nothing to undo
     return new Promise((resolve, reject) => {
@@ -477,6 +520,181 @@ class Client {
       cn.send({ op: "unsub", id, topic: s.topic });
     });
   }
+
+  // --- presence ---
+  //
+  // A subscription keeps its membership as the application wants it: _entered and
+  // _info (sent again on every connection), _enterOn (the connection the last enter
+  // went on), _gen (counts enter(), leave() and the membership's end: only the answer
+  // to the last one counts) and _op, the last call's {resolve, reject} while it waits.
+
+  _enter(s, info) {
+    return new Promise((resolve, reject) => {
+      if (this._err) return reject(this._err);
+      if (this._subs.get(s.topic) !== s) return reject(new TopicastError("closed", `topicast: not subscribed to ${s.topic}`));
+      let value;
+      if (info !== undefined && info !== null) {
+        let raw;
+        try {
+          raw = JSON.stringify(info);
+        } catch (e) {
+          return reject(new TopicastError("bad_request", `topicast: info cannot be encoded as JSON: ${e.message}`));
+        }
+        if (raw === undefined) return reject(new TopicastError("bad_request", "topicast: info is not a JSON value"));
+        const size = UTF8.encode(raw).length;
+        if (size > MAX_INFO) return reject(new TopicastError("too_large", `topicast: info is ${size} bytes, over the limit of ${MAX_INFO}`));
+        value = JSON.parse(raw); // a copy: later changes of info do not reach the server
+      }
+      const cn = this._conn;
+      if (cn && !cn.canPublish) {
+        return reject(new TopicastError("unavailable",
+          `topicast: cannot enter over ${cn.name}, which only receives; list "websocket" or "webtransport" in transports`));
+      }
+      this._settleOp(s, null); // the new call replaces the one waiting
+      s._gen++;
+      s._op = { resolve, reject, prevEntered: s._entered, prevInfo: s._info };
+      s._entered = true;
+      s._info = value;
+      if (cn) this._sendEnter(cn, s); // else the next connection sends it
+    });
+  }
+
+  _leave(s) {
+    return new Promise((resolve, reject) => {
+      if (this._err) return reject(this._err);
+      if (this._subs.get(s.topic) !== s) return resolve(); // unsubscribe() left already
+      this._settleOp(s, null);
+      s._gen++;
+      s._entered = false;
+      s._info = undefined;
+      const cn = this._conn;
+      const on = s._enterOn;
+      s._enterOn = null;
+      if (!cn || on !== cn) return resolve(); // not a member on this connection
+      // bad_request means "not a member": the enter before was refused
+      s._op = { resolve, reject: (e) => (e.code === "bad_request" ? resolve() : reject(e)) };
+      this._sendLeave(cn, s);
+    });
+  }
+
+  _presence(topic) {
+    return new Promise((resolve, reject) => {
+      if (this._err) return reject(this._err);
+      const answer = (f) => resolve({ count: f.count, members: f.members || [] });
+      const send = (cn) => {
+        if (!cn.canPublish) {
+          this._fetchPresence(topic, cn._token).then(answer, reject);
+          return;
+        }
+        const id = ++this._nextId;
+        this._calls.set(id, { kind: "presence", conn: cn, resend: send, resolve: answer, reject });
+        cn.send({ op: "presence", id, topic });
+      };
+      if (this._conn) send(this._conn);
+      else this._waiting.push({ send, reject }); // sent on the next connection
+    });
+  }
+
+  // _fetchPresence asks GET /v1/presence, for connections that only receive (SSE).
+  async _fetchPresence(topic, token) {
+    const q = new URLSearchParams({ topic });
+    if (token) q.set("token", token);
+    const r = await fetch(`${this._base}/v1/presence?${q}`);
+    const body = await r.json().catch(() => null);
+    if (!r.ok || !body) {
+      const e = body && body.error;
+      throw new TopicastError(e ? e.code : "unavailable", e ? e.message : `topicast: GET /v1/presence: ${r.status}`);
+    }
+    return body;
+  }
+
+  _sendEnter(cn, s) {
+    if (!cn.canPublish) {
+      const err = new TopicastError("unavailable", `topicast: cannot enter ${s.topic} over ${cn.name}, which only receives`);
+      if (s._op) {
+        this._refuseEnter(cn, s, err);
+      } else {
+        // still a member to the application: the next WebSocket or WebTransport connection enters
+        this._emit({ type: "error", topic: s.topic, code: err.code, message: err.message });
+      }
+      return;
+    }
+    const id = ++this._nextId;
+    this._calls.set(id, { kind: "enter", conn: cn, sub: s, gen: s._gen });
+    s._enterOn = cn;
+    const f = { op: "enter", id, topic: s.topic };
+    if (s._info !== undefined) f.info = s._info;
+    cn.send(f);
+  }
+
+  _sendLeave(cn, s) {
+    const id = ++this._nextId;
+    this._calls.set(id, { kind: "leave", conn: cn, sub: s, gen: s._gen });
+    cn.send({ op: "leave", id, topic: s.topic });
+  }
+
+  _settleOp(s, err) {
+    const op = s._op;
+    if (!op) return;
+    s._op = null;
+    if (err) op.reject(err);
+    else op.resolve();
+  }
+
+  // _refuseEnter gives a refusal to the enter() waiting, and leaves the membership as
+  // it was before that call.
+  _refuseEnter(cn, s, err) {
+    s._entered = s._op.prevEntered;
+    s._info = s._op.prevInfo;
+    if (!s._entered && s._enterOn === cn) s._enterOn = null;
+    this._settleOp(s, err);
+  }
+
+  _onPresenceReply(cn, cl, err) {
+    const s = cl.sub;
+    if (cl.gen !== s._gen) return; // an enter() or leave() came since: its answer counts
+    if (!err) {
+      if (cl.kind === "enter") s._enterRetries = 0;
+      this._settleOp(s, null);
+    } else if (cl.kind === "leave") {
+      this._settleOp(s, err);
+    } else if (s._op) {
+      this._refuseEnter(cn, s, err);
+    } else if (!s._entered || this._subs.get(s.topic) !== s) {
+      // not a member any more: nothing to enter again
+    } else if (RETRIABLE.includes(err.code)) {
+      // the client's own enter after a reconnection: try again later
+      s._enterOn = null;
+      setTimeout(() => {
+        if (this._conn === cn && this._subs.get(s.topic) === s && s._entered && !s._enterOn) this._sendEnter(cn, s);
+      }, backoff(++s._enterRetries, this._o.minBackoff, this._o.maxBackoff));
+    } else {
+      s._entered = false;
+      s._info = undefined;
+      s._enterOn = null;
+      this._emit({ type: "error", topic: s.topic, code: err.code, message: err.message });
+    }
+  }
+
+  // _endMembership forgets s's membership as s ends, leaving on the server when it has
+  // it on this connection; an enter() waiting rejects with err.
+  _endMembership(s, err) {
+    this._settleOp(s, err);
+    s._gen++;
+    const on = s._enterOn;
+    s._entered = false;
+    s._info = undefined;
+    s._enterOn = null;
+    if (this._conn && on === this._conn) this._sendLeave(this._conn, s); // its answer changes nothing
+  }
+
+  _onPresenceEvent(cn, f) {
+    const s = this._subs.get(f.topic);
+    if (!s || !s._presence || s._activeOn !== cn) return; // not asked for (any more, or yet)
+    const ev = { type: f.op, topic: f.topic, client: f.client, conn: f.conn };
+    if (f.op !== "leave" && f.info !== undefined) ev.info = f.info;
+    this._emit(ev);
+  }
 }
 
 /** Subscription is one topic's subscription; see Client.subscribe. */
@@ -488,6 +706,13 @@ class Subscription {
     this._datagram = options.delivery === "datagram";
     this._latest = options.mode === "latest";
     this._delta = options.delta === "fossil" && !this._latest && !this._datagram;
+    this._presence = options.presence === true;
+    this._entered = false;
+    this._info = undefined;
+    this._enterOn = null;
+    this._gen = 0;
+    this._op = null;
+    this._enterRetries = 0;
     this._base = null; // the data bytes of the last message, which the next delta applies to
     const since = options.since;
     this._pos = since ? { epoch: String(since.epoch), seq: Number(since.seq) } : null;
@@ -508,9 +733,29 @@ class Subscription {
     return this._pos ? { ...this._pos } : null;
   }
 
-  /** unsubscribe ends the subscription; the handler is not called again. */
+  /** unsubscribe ends the subscription, and its membership; the handler is not called again. */
   unsubscribe() {
     return this._c._unsubscribe(this);
+  }
+
+  /**
+   * enter makes this connection a presence member of the topic with info (a JSON value of
+   * at most 1 KiB, or nothing), or changes its info; the client enters again with it after
+   * every reconnection. It resolves once the server accepted it (while disconnected, on
+   * the next connection) and rejects with its refusal, which leaves the membership as it was.
+   */
+  enter(info) {
+    return this._c._enter(this, info);
+  }
+
+  /** leave ends the membership that enter started. */
+  leave() {
+    return this._c._leave(this);
+  }
+
+  /** presence resolves to {count, members: [{client, conn, info}]}: who is in the topic. */
+  presence() {
+    return this._c._presence(this.topic);
   }
 
   _settle(err) {

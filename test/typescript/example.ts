@@ -1,7 +1,15 @@
 // A typed application of topicast.js: `tsc -p test/typescript` (scripts/test.sh) checks
 // that sdk/js/topicast.d.ts describes the client as an application uses it. It is
 // compiled, never run.
-import { connect, TopicastError, type ClientEvent, type Message, type Position } from "../../sdk/js/topicast.js";
+import {
+  connect,
+  TopicastError,
+  type ClientEvent,
+  type Member,
+  type Message,
+  type Position,
+  type PresenceList,
+} from "../../sdk/js/topicast.js";
 
 interface Score {
   home: number;
@@ -19,8 +27,14 @@ function describe(e: ClientEvent): string {
     case "gap":
       return `${e.topic}: gap after ${e.seq}`;
     case "subscription_ended":
-    case "error":
       return `${e.code}: ${e.message}`;
+    case "error":
+      return `${e.topic ?? ""} ${e.code}: ${e.message}`;
+    case "join":
+    case "update":
+      return `${e.type} ${e.topic} ${e.client} ${e.conn} ${JSON.stringify(e.info ?? null)}`;
+    case "leave":
+      return `leave ${e.topic} ${e.client} ${e.conn}`;
     case "closed":
       return `closed for good (${e.code})`;
   }
@@ -43,6 +57,14 @@ export async function main(): Promise<Position> {
   client.subscribe("cpu", (m) => console.log(m.data), { mode: "latest" });
   client.subscribe("positions", (m) => console.log(m.seq), { delivery: "datagram" });
   if (kept) client.subscribe("scores.replay", () => {}, { since: kept });
+  const room = client.subscribe("room.1", () => {}, { presence: true });
+  await room.ready;
+  await room.enter({ name: "ada", tags: ["a"] });
+  await room.enter();
+  const who: PresenceList = await room.presence();
+  const first: Member | undefined = who.members[0];
+  console.log(who.count, first?.client, first?.conn, first?.info);
+  await room.leave();
   // What the declarations must refuse: tsc fails on an expect-error that is not one.
   // @ts-expect-error: mode is "latest" or absent
   client.subscribe("x", () => {}, { mode: "all" });
@@ -50,6 +72,15 @@ export async function main(): Promise<Position> {
   void client.publish("x", () => 1);
   // @ts-expect-error: unknown transport
   void connect({ transports: ["carrier-pigeon"] });
+  // @ts-expect-error: info is a JSON value
+  void room.enter(() => 1);
+  // @ts-expect-error: presence is a boolean
+  client.subscribe("y", () => {}, { presence: "all" });
+  const onLeave = (e: ClientEvent) => {
+    // @ts-expect-error: a leave event carries no info
+    if (e.type === "leave") console.log(e.info);
+  };
+  onLeave({ type: "leave", topic: "room.1", client: "ada", conn: "n1-ws-1" });
   try {
     return await client.publish("chat", { text: "hi", tags: ["a"], n: 1, ok: true, none: null });
   } catch (e) {

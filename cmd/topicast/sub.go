@@ -64,6 +64,11 @@ type subArgs struct {
 	certHash string
 	info     string
 	datagram bool
+	// presence asks for the topics' presence events; enter, when
+	// entered is set, is the JSON info to enter every topic with.
+	presence bool
+	enter    json.RawMessage
+	entered  bool
 }
 
 // webTransport reports whether the server URL is a WebTransport one.
@@ -86,6 +91,15 @@ func parseSubArgs(args []string, stderr io.Writer) (*subArgs, error) {
 		"WebTransport: the server's /v1/info, read for the certificate hash when --cert-hash is empty and the host is loopback")
 	fs.BoolVar(&o.datagram, "datagram", false,
 		"WebTransport: receive the messages as datagrams (newest value first, some may be lost; no recovery)")
+	fs.BoolVar(&o.presence, "presence", false,
+		"also print the topics' presence events on stdout, one line each: join|update|leave TOPIC CLIENT CONN [INFO]")
+	fs.Func("enter", "enter every topic as a presence member with this JSON info (null: none)", func(v string) error {
+		if !json.Valid([]byte(v)) {
+			return fmt.Errorf("%q is not JSON", v)
+		}
+		o.enter, o.entered = json.RawMessage(v), true
+		return nil
+	})
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: topicast sub [flags] TOPIC...")
 		fs.PrintDefaults()
@@ -169,8 +183,15 @@ func (o *subArgs) subscribeAll(ctx context.Context, c *sdk.Client, p *subPrinter
 	if o.datagram {
 		opts = append(opts, sdk.Datagram())
 	}
+	if o.presence {
+		opts = append(opts, sdk.Presence())
+	}
 	for _, t := range o.topics {
-		if _, err := c.Subscribe(ctx, t, p.onMessage, opts...); err != nil {
+		s, err := c.Subscribe(ctx, t, p.onMessage, opts...)
+		if err == nil && o.entered {
+			err = s.Enter(ctx, o.enter)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -253,18 +274,24 @@ func (p *subPrinter) onMessage(m sdk.Message) {
 	if p.count > 0 && p.got >= p.count {
 		return
 	}
-	p.mu.Lock()
-	p.out.Write(m.Frame)
-	p.out.WriteByte('\n')
-	if !p.pending {
-		p.pending = true
-		time.AfterFunc(subFlushDelay, p.flush)
-	}
-	p.mu.Unlock()
+	p.print(m.Frame)
 	p.got++
 	if p.count > 0 && p.got == p.count {
 		p.flush()
 		close(p.done)
+	}
+}
+
+// print writes line and a newline to the output buffer, flushed within
+// subFlushDelay.
+func (p *subPrinter) print(line []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.out.Write(line)
+	p.out.WriteByte('\n')
+	if !p.pending {
+		p.pending = true
+		time.AfterFunc(subFlushDelay, p.flush)
 	}
 }
 
@@ -319,6 +346,9 @@ func (p *subPrinter) onEvent(e sdk.Event) {
 			p.live = false
 			p.note("disconnected: %v (reconnecting)", e.Err)
 		}
+	case sdk.EventJoin, sdk.EventUpdate, sdk.EventLeave:
+		// On stdout with the messages, in the order they came.
+		p.print([]byte(e.String()))
 	case sdk.EventSubscriptionEnded, sdk.EventError, sdk.EventClosed:
 		p.fail(describeSubError(e.Err))
 	}

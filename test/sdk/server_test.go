@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/cluster"
 	"github.com/topicast/topicast/internal/testutil"
 	"github.com/topicast/topicast/transport"
@@ -91,6 +92,8 @@ type testServer struct {
 func startServer(opts serverOptions) (*testServer, error) {
 	cfg := cluster.Config{}
 	cfg.Topic.HistorySize = opts.historySize
+	// room.* has presence (PROTOCOL.md 1.1), which is off elsewhere.
+	cfg.Topic.Namespaces = actors.Namespaces{{Pattern: "room.*", Presence: true, JoinLeave: true}}
 	node, err := cluster.New(cfg)
 	if err != nil {
 		return nil, err

@@ -260,29 +260,23 @@ func (c *Client) Presence(ctx context.Context, topic string) (*wire.Presence, er
 // encodeInfo returns an Enter's info as compacted JSON of at most
 // wire.MaxPresenceInfo bytes, nil for no info, or a *wire.Error.
 func encodeInfo(info any) ([]byte, error) {
-	var raw []byte
 	switch v := info.(type) {
 	case nil:
 		return nil, nil
 	case json.RawMessage:
-		raw = v
-	case []byte:
-		raw = v
-	default:
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, &wire.Error{Code: wire.CodeBadRequest, Message: "info cannot be encoded as JSON", Err: err}
+		if len(bytes.TrimSpace(v)) == 0 {
+			return nil, nil
 		}
-		raw = b
+	case []byte:
+		if len(bytes.TrimSpace(v)) == 0 {
+			return nil, nil
+		}
 	}
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return nil, nil
-	}
-	out, err := wire.CompactData(raw, wire.MaxPresenceInfo)
+	out, err := encodeData(info, wire.MaxPresenceInfo)
 	if err != nil {
 		var e *wire.Error
 		if errors.As(err, &e) {
-			return nil, &wire.Error{Code: e.Code, Message: "info: " + e.Message}
+			return nil, &wire.Error{Code: e.Code, Message: "info: " + e.Message, Err: e.Err}
 		}
 		return nil, err
 	}

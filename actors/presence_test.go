@@ -194,3 +194,42 @@ func BenchmarkPresenceJoins(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "joins/s")
 	b.ReportMetric(float64(b.N)*watchers/b.Elapsed().Seconds(), "events/s")
 }
+
+// With tokens, enter and presence need the token's subscribe permission
+// (forbidden); the client of a member is the token's subject; a
+// connection enters at most MaxSubscriptions topics.
+func TestPresenceGuarded(t *testing.T) {
+	e := newGuardEnv(t)
+	e.topics = NewLocalTopics(e.system, TopicConfig{Namespaces: presenceNamespaces})
+	e.relays = NewRelays(e.system, e.topics, RelayConfig{JoinTimeout: time.Second})
+	e.conns = NewConns(e.system, e.topics, e.relays, ConnConfig{MaxMessage: 1024, Namespaces: presenceNamespaces, NodeName: "n1"})
+	_, accept := e.guarded(GuardConfig{TokenSecret: guardSecret, MaxSubscriptions: 2})
+	c := e.connectWith(accept, guardToken(t, time.Hour, "room.a", "room.b", "room.c"))
+	c.send(`{"op":"sub","id":1,"topic":"room.a","presence":true}`)
+	require.Equal(t, "ok", c.next(t, 1)[0].Op)
+
+	c.send(`{"op":"enter","id":2,"topic":"room.z"}`)
+	f := c.next(t, 1)[0]
+	require.Equal(t, "forbidden", f.Code, f.Raw)
+	c.send(`{"op":"presence","id":3,"topic":"room.z"}`)
+	require.Equal(t, "forbidden", c.next(t, 1)[0].Code)
+
+	c.send(`{"op":"enter","id":4,"topic":"room.a"}`)
+	frames := c.next(t, 2) // the ok and the join, in either order
+	ops := []string{frames[0].Op, frames[1].Op}
+	require.ElementsMatch(t, []string{"ok", "join"}, ops)
+	for _, f := range frames {
+		if f.Op == "join" {
+			require.Equal(t, "a", f.Client, "the token's subject")
+			require.True(t, strings.HasPrefix(f.Conn, "n1-"), f.Raw)
+		}
+	}
+	c.send(`{"op":"enter","id":5,"topic":"room.b"}`)
+	require.Equal(t, "ok", c.next(t, 1)[0].Op)
+	c.send(`{"op":"enter","id":6,"topic":"room.c"}`)
+	f = c.next(t, 1)[0]
+	require.Equal(t, "bad_request", f.Code, f.Raw)
+	require.Contains(t, f.Message, "too many entered topics")
+	c.send(`{"op":"enter","id":7,"topic":"room.a","info":1}`)
+	require.Equal(t, "ok", c.next(t, 2)[0].Op, "entering again is an update, not one more topic")
+}

@@ -50,7 +50,7 @@ func (a *relayActor) onEnter(c actor.Context, msg *relayEnter) {
 		a.members.byConn = make(map[*ConnRef]*actorpb.PresenceMember)
 	}
 	if _, ok := a.members.byConn[msg.conn]; !ok {
-		a.cfg.Metrics.PresenceMembers.Add(1)
+		a.cfg.Metrics.PresenceChanged(a.topic, 1)
 	}
 	a.members.byConn[msg.conn] = msg.member
 	if a.registered != nil {
@@ -69,7 +69,7 @@ func (a *relayActor) onLeave(c actor.Context, msg *relayLeave) {
 	m, ok := a.members.byConn[msg.conn]
 	if ok {
 		delete(a.members.byConn, msg.conn)
-		a.cfg.Metrics.PresenceMembers.Add(-1)
+		a.cfg.Metrics.PresenceChanged(a.topic, -1)
 		if a.registered != nil {
 			c.Send(a.registered, &actorpb.PresenceChange{Topic: a.topic, Relay: c.Self(), Left: []string{m.Conn}})
 		}

@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
+	"github.com/topicast/topicast/actors"
+	"github.com/topicast/topicast/cluster"
 	"github.com/topicast/topicast/internal/loadbench"
 	"github.com/topicast/topicast/internal/metrics"
 	"github.com/topicast/topicast/internal/server"
@@ -250,7 +252,8 @@ func TestMetrics(t *testing.T) {
 // TestMetricsStatsTopic: the node publishes its stats to sys:stats once a
 // second, which clients may read but not write.
 func TestMetricsStatsTopic(t *testing.T) {
-	srv := startServer(t, server.Config{StatsInterval: 200 * time.Millisecond})
+	srv := startServer(t, server.Config{StatsInterval: 200 * time.Millisecond, Node: cluster.Config{Topic: actors.TopicConfig{
+		Namespaces: actors.Namespaces{{Pattern: "stats.*", Presence: true}}}}})
 	ctx := context.Background()
 	c, err := testutil.DialWS(ctx, wsURL(srv), 0)
 	require.NoError(t, err)
@@ -262,6 +265,10 @@ func TestMetricsStatsTopic(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "ok", ok.Op, ok.Raw)
 	publish(t, srv, "stats.watched", `{"n":1}`)
+	require.NoError(t, c.Send(`{"op":"enter","id":3,"topic":"stats.watched"}`))
+	ok, err = c.ReadUntil(func(f testutil.Frame) bool { return f.ID == 3 }, nil)
+	require.NoError(t, err)
+	require.Equal(t, "ok", ok.Op, ok.Raw)
 
 	stats := make(chan metrics.Stats, 100)
 	go c.Read(func(f []byte) {
@@ -294,6 +301,7 @@ func TestMetricsStatsTopic(t *testing.T) {
 		}
 		if watched != nil && watched.Seq == 1 && st.Deliveries > 0 {
 			require.Equal(t, 1, watched.Subscribers)
+			require.Equal(t, 1, watched.Members, "the presence members of the topic on this node")
 			require.NotNil(t, st.LatencyP99)
 			break
 		}

@@ -85,6 +85,9 @@ type NodeMetrics struct {
 	// Guarded by topicMu: local subscribers per topic, only topics with one
 	// at least.
 	topicSubs map[string]int
+	// Guarded by topicMu: presence members per topic of this node's
+	// connections, only topics with one.
+	topicMembers map[string]int
 }
 
 // numErrorCodes bounds the wire.ErrorCode values, CodeInternal the largest.
@@ -133,6 +136,32 @@ func (m *NodeMetrics) Subscribed(transport, topic string, delta int) {
 		return
 	}
 	m.topicSubs[topic] = n
+}
+
+// PresenceChanged counts delta presence members (1 or -1) of this node's
+// connections in topic, in PresenceMembers and per topic. Like Subscribed,
+// it is called per enter and leave, never per message.
+func (m *NodeMetrics) PresenceChanged(topic string, delta int) {
+	m.PresenceMembers.Add(int64(delta))
+	m.topicMu.Lock()
+	defer m.topicMu.Unlock()
+	if m.topicMembers == nil {
+		m.topicMembers = make(map[string]int)
+	}
+	n := m.topicMembers[topic] + delta
+	if n <= 0 {
+		delete(m.topicMembers, topic)
+		return
+	}
+	m.topicMembers[topic] = n
+}
+
+// TopicMembers returns the presence members of this node's connections in
+// topic.
+func (m *NodeMetrics) TopicMembers(topic string) int {
+	m.topicMu.Lock()
+	defer m.topicMu.Unlock()
+	return m.topicMembers[topic]
 }
 
 // TopicStopped counts a topic actor as stopped, with the messages its history

@@ -109,3 +109,17 @@ func BenchmarkCountWritten(b *testing.B) {
 		m.countWritten(batch, false, &sampled)
 	}
 }
+
+func TestPresenceChanged(t *testing.T) {
+	var m NodeMetrics
+	m.PresenceChanged("room.a", 1)
+	m.PresenceChanged("room.a", 1)
+	m.PresenceChanged("room.b", 1)
+	m.PresenceChanged("room.a", -1)
+	require.Equal(t, int64(2), m.PresenceMembers.Load())
+	require.Equal(t, 1, m.TopicMembers("room.a"))
+	require.Equal(t, 1, m.TopicMembers("room.b"))
+	m.PresenceChanged("room.b", -1)
+	require.Zero(t, m.TopicMembers("room.b"))
+	require.Len(t, m.topicMembers, 1, "a topic without members is forgotten")
+}

@@ -70,6 +70,9 @@ type Stats struct {
 type TopicStats struct {
 	Topic       string `json:"topic"`
 	Subscribers int    `json:"subscribers"`
+	// Members are the topic's presence members among this node's
+	// connections.
+	Members int `json:"members"`
 	// Seq is the topic's head; MsgsPerSec its growth since the last stats.
 	Seq        uint64  `json:"seq"`
 	MsgsPerSec float64 `json:"msgs_per_s"`

@@ -94,7 +94,8 @@ func (p *statsPublisher) topics() ([]metrics.TopicStats, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.every/2)
 	defer cancel()
 	for _, t := range top {
-		ts := metrics.TopicStats{Topic: t.Topic, Subscribers: t.Subscribers}
+		ts := metrics.TopicStats{Topic: t.Topic, Subscribers: t.Subscribers,
+			Members: p.node.NodeState().Metrics.TopicMembers(t.Topic)}
 		h, err := p.node.History(ctx, t.Topic, math.MaxUint64, 1)
 		if err == nil {
 			now := time.Now()

@@ -230,6 +230,15 @@ func (a *connActor) onRefresh(c actor.Context, cmd *wire.Command) {
 		delete(a.subs, topic)
 		a.conns.relays.send(topic, &relayUnsubscribe{conn: a.ref})
 	}
+	// Presence needs subscribe permission too: the memberships it no
+	// longer allows end (the client's subscription error says so, or
+	// nothing when it entered without subscribing).
+	for topic := range a.entered {
+		if !claims.Subscribe.Allow(topic) {
+			delete(a.entered, topic)
+			a.conns.relays.send(topic, &relayLeave{conn: a.ref})
+		}
+	}
 	a.write(wire.AppendOK(nil, cmd.ID))
 	for _, topic := range revoked {
 		a.revoked(c, topic)

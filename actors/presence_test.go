@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/stretchr/testify/require"
 
+	"github.com/topicast/topicast/actors/actorpb"
 	"github.com/topicast/topicast/internal/testutil"
 	"github.com/topicast/topicast/transport"
 )
@@ -232,4 +234,127 @@ func TestPresenceGuarded(t *testing.T) {
 	require.Contains(t, f.Message, "too many entered topics")
 	c.send(`{"op":"enter","id":7,"topic":"room.a","info":1}`)
 	require.Equal(t, "ok", c.next(t, 2)[0].Op, "entering again is an update, not one more topic")
+}
+
+// An enter followed at once by its leave, on a topic this node has no
+// relay for yet, gets both answers in order (the relay must not stop with
+// the enter unanswered).
+func TestPresenceEnterThenLeaveAnswersBoth(t *testing.T) {
+	e, _ := presenceEnv(t)
+	for i := range 20 {
+		c := e.connect()
+		topic := fmt.Sprintf("room.quick%d", i)
+		c.send(`{"op":"enter","id":2,"topic":"` + topic + `"}`)
+		c.send(`{"op":"leave","id":3,"topic":"` + topic + `"}`)
+		fs := c.next(t, 2)
+		require.Equal(t, []uint64{2, 3}, []uint64{fs[0].ID, fs[1].ID}, "%s %s", fs[0].Raw, fs[1].Raw)
+		require.Equal(t, "ok", fs[0].Op)
+		require.Equal(t, "ok", fs[1].Op)
+	}
+}
+
+// A refresh whose token no longer allows a topic ends the membership
+// there: the others see the leave.
+func TestPresenceRefreshRevokes(t *testing.T) {
+	e := newGuardEnv(t)
+	e.topics = NewLocalTopics(e.system, TopicConfig{Namespaces: presenceNamespaces})
+	e.relays = NewRelays(e.system, e.topics, RelayConfig{JoinTimeout: time.Second})
+	e.conns = NewConns(e.system, e.topics, e.relays, ConnConfig{MaxMessage: 1024, Namespaces: presenceNamespaces})
+	_, accept := e.guarded(GuardConfig{TokenSecret: guardSecret})
+	watcher := e.connectWith(accept, guardToken(t, time.Hour, "room.*"))
+	watcher.send(`{"op":"sub","id":1,"topic":"room.r","presence":true}`)
+	require.Equal(t, "ok", watcher.next(t, 1)[0].Op)
+	m := e.connectWith(accept, guardToken(t, time.Hour, "room.*"))
+	m.send(`{"op":"enter","id":1,"topic":"room.r"}`)
+	require.Equal(t, "ok", m.next(t, 1)[0].Op)
+	require.Equal(t, "join", watcher.next(t, 1)[0].Op)
+	m.send(`{"op":"refresh","id":2,"token":"` + guardToken(t, time.Hour, "other.*") + `"}`)
+	require.Equal(t, "ok", m.next(t, 1)[0].Op)
+	require.Equal(t, "leave", watcher.next(t, 1)[0].Op)
+}
+
+// recordingRelay stands for a node's relay at a topic actor: it records
+// the PresenceEvents it gets.
+type recordingRelay struct {
+	mu     sync.Mutex
+	events []*actorpb.PresenceEvents
+	joined chan *actorpb.JoinResponse
+}
+
+func (r *recordingRelay) Receive(c actor.Context) {
+	switch msg := c.Message().(type) {
+	case *actorpb.JoinResponse:
+		r.joined <- msg
+	case *actorpb.PresenceEvents:
+		r.mu.Lock()
+		r.events = append(r.events, msg)
+		r.mu.Unlock()
+	}
+}
+
+func (r *recordingRelay) frames() (n, messages int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ev := range r.events {
+		n += len(ev.Frames)
+	}
+	return n, len(r.events)
+}
+
+// A full set comes in chunks that replace the relay's set together, and a
+// rebuild's events go out in chunks of bounded size, each naming the
+// activation.
+func TestPresenceFullSetInChunks(t *testing.T) {
+	e, _ := presenceEnv(t)
+	rec := &recordingRelay{joined: make(chan *actorpb.JoinResponse, 1)}
+	relay := e.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return rec }))
+	topic, _ := e.topics.TopicPID("room.big")
+	e.system.Root.Send(topic, &actorpb.JoinRequest{Topic: "room.big", Relay: relay, Tag: 1, Rejoin: true})
+	require.True(t, (<-rec.joined).Registered)
+
+	const members = 600 // with 1 KiB infos: about 600 KiB, over two chunks
+	info := []byte(`"` + strings.Repeat("i", 1000) + `"`)
+	var all []*actorpb.PresenceMember
+	for i := range members {
+		all = append(all, &actorpb.PresenceMember{Client: "c", Conn: fmt.Sprintf("n1-ws-%d", i), Info: info})
+	}
+	half := members / 2
+	e.system.Root.Send(topic, &actorpb.PresenceChange{Topic: "room.big", Relay: relay, Full: true, Entered: all[:half]})
+	p, err := e.topics.Presence(t.Context(), "room.big", 0)
+	require.NoError(t, err)
+	require.Zero(t, p.Count, "a full set counts once its last chunk came")
+	e.system.Root.Send(topic, &actorpb.PresenceChange{Topic: "room.big", Relay: relay, Full: true, Last: true, Entered: all[half:]})
+	p, err = e.topics.Presence(t.Context(), "room.big", 0)
+	require.NoError(t, err)
+	require.Equal(t, members, p.Count)
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if n, _ := rec.frames(); n != members {
+			return fmt.Errorf("%d joins", n)
+		}
+		return nil
+	})
+	_, messages := rec.frames()
+	require.GreaterOrEqual(t, messages, 3, "600 KiB of joins in chunks of at most 256 KiB")
+	rec.mu.Lock()
+	for _, ev := range rec.events {
+		require.True(t, ev.Activation.Equal(topic))
+		size := 0
+		for _, f := range ev.Frames {
+			size += len(f)
+		}
+		require.LessOrEqual(t, size, maxPresenceChunk)
+	}
+	rec.mu.Unlock()
+
+	// The same set again, less one member: one leave, nothing else.
+	e.system.Root.Send(topic, &actorpb.PresenceChange{Topic: "room.big", Relay: relay, Full: true, Last: true, Entered: all[1:]})
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if n, _ := rec.frames(); n != members+1 {
+			return fmt.Errorf("%d events", n)
+		}
+		return nil
+	})
+	p, err = e.topics.Presence(t.Context(), "room.big", 0)
+	require.NoError(t, err)
+	require.Equal(t, members-1, p.Count)
 }

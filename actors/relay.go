@@ -175,6 +175,7 @@ func (a *relayActor) Receive(c actor.Context) {
 			// The topic actor stopped (it moved, passivated, was fenced out,
 			// or its node died): join wherever it lives now.
 			a.registered = nil
+			a.members.synced = nil
 			a.moved(c, msg.Who)
 		}
 	case *actor.DeadLetterResponse:
@@ -320,11 +321,16 @@ func (a *relayActor) onCheckTick(c actor.Context) {
 		a.heard = false
 		return
 	}
-	if !a.needed() || !a.hasPos || len(a.pending) > 0 {
+	if !a.needed() || len(a.pending) > 0 {
 		return // a join in flight answers with the head anyway
 	}
 	if a.registered == nil {
+		// Unregistered with subscribers or members, and no join in flight
+		// (the last one failed for good): try again.
 		a.requestRejoin(c)
+		return
+	}
+	if !a.hasPos {
 		return
 	}
 	a.nextTag++
@@ -340,6 +346,7 @@ func (a *relayActor) onDropped(c actor.Context, msg *actorpb.RelayDropped) {
 		return // an activation the relay has left already
 	}
 	a.checkTag = 0
+	a.members.synced = nil // it dropped the relay's members with it
 	a.resendJoins(c)
 }
 
@@ -412,6 +419,7 @@ func (a *relayActor) register(c actor.Context, topic *actor.PID, tag uint64) {
 		c.Send(a.registered, &actorpb.LeaveRequest{Topic: a.topic, Relay: c.Self()})
 	}
 	a.registered = topic
+	a.members.synced = nil // a new activation knows none of the relay's members
 	c.Watch(topic)
 }
 
@@ -423,6 +431,7 @@ func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
 			if msg.Topic != nil && a.registered != nil && msg.Topic.Equal(a.registered) {
 				c.Unwatch(a.registered)
 				a.registered = nil
+				a.members.synced = nil
 			}
 			if a.staleWait == 0 {
 				a.staleWait = staleRetryFirst

@@ -24,14 +24,24 @@ type relayLeave struct {
 	reply bool
 }
 
+// maxPresenceChunk bounds the bytes of members in one PresenceChange and
+// of frames in one PresenceEvents: a topic with thousands of members with
+// 1 KiB infos must not make one message larger than what the connection
+// between nodes carries (gRPC's 4 MiB by default).
+const maxPresenceChunk = 256 << 10
+
 // relayMembers are the presence members of a relay's node for its topic:
 // the node's share of the topic's presence, which the relay keeps the
 // topic activation it is registered with told of.
 type relayMembers struct {
 	byConn map[*ConnRef]*actorpb.PresenceMember
-	// acks are the enters to answer once the relay is registered with an
-	// activation that knows them: an ok then means that a presence
-	// question asked after it lists the member.
+	// synced is the activation that holds the relay's whole set: changes
+	// go to it one by one. Any other registration (a new activation, one
+	// that dropped the relay, a join answered twice) gets the whole set
+	// first.
+	synced *actor.PID
+	// acks are the enters to answer once the set is synced: an ok then
+	// means that a presence question asked after it lists the member.
 	acks []enterAck
 }
 
@@ -42,9 +52,14 @@ type enterAck struct {
 
 func (m *relayMembers) len() int { return len(m.byConn) }
 
-// onEnter records the member and tells the topic, or, not registered with
-// an activation yet, joins one: the join's answer makes the relay send its
-// whole set (syncMembers).
+// inSync reports whether changes may go to the registered activation one
+// by one.
+func (a *relayActor) inSync() bool {
+	return a.registered != nil && a.members.synced != nil && a.members.synced.Equal(a.registered)
+}
+
+// onEnter records the member and tells the topic; not in sync with an
+// activation yet, it answers once a join has made it so (syncMembers).
 func (a *relayActor) onEnter(c actor.Context, msg *relayEnter) {
 	if a.members.byConn == nil {
 		a.members.byConn = make(map[*ConnRef]*actorpb.PresenceMember)
@@ -53,24 +68,35 @@ func (a *relayActor) onEnter(c actor.Context, msg *relayEnter) {
 		a.cfg.Metrics.PresenceChanged(a.topic, 1)
 	}
 	a.members.byConn[msg.conn] = msg.member
-	if a.registered != nil {
+	if a.inSync() {
 		c.Send(a.registered, &actorpb.PresenceChange{Topic: a.topic, Relay: c.Self(),
 			Entered: []*actorpb.PresenceMember{msg.member}})
 		_ = msg.conn.Session.Write(wire.AppendOK(nil, msg.id)) // a closed session needs no answer
 		return
 	}
 	a.members.acks = append(a.members.acks, enterAck{conn: msg.conn, id: msg.id})
-	if len(a.pending) == 0 {
-		a.requestRejoin(c)
+	if a.registered == nil {
+		a.requestRejoin(c) // unless one is in flight
 	}
 }
 
 func (a *relayActor) onLeave(c actor.Context, msg *relayLeave) {
-	m, ok := a.members.byConn[msg.conn]
-	if ok {
+	// An enter of this connection still waiting is answered first: the
+	// client's answers come in the order of its commands.
+	kept := a.members.acks[:0]
+	for _, ack := range a.members.acks {
+		if ack.conn == msg.conn {
+			_ = ack.conn.Session.Write(wire.AppendOK(nil, ack.id))
+			continue
+		}
+		kept = append(kept, ack)
+	}
+	clear(a.members.acks[len(kept):])
+	a.members.acks = kept
+	if m, ok := a.members.byConn[msg.conn]; ok {
 		delete(a.members.byConn, msg.conn)
 		a.cfg.Metrics.PresenceChanged(a.topic, -1)
-		if a.registered != nil {
+		if a.inSync() {
 			c.Send(a.registered, &actorpb.PresenceChange{Topic: a.topic, Relay: c.Self(), Left: []string{m.Conn}})
 		}
 	}
@@ -80,31 +106,53 @@ func (a *relayActor) onLeave(c actor.Context, msg *relayLeave) {
 	a.maybeStop(c)
 }
 
-// syncMembers sends the relay's whole set to the activation that a join's
-// answer says registered the relay anew: it knew none of them (a new
-// activation after a move, or one that had dropped the relay).
-// Then it answers the enters that waited for a registration.
+// syncMembers, after a join's answer, sends the relay's whole set to the
+// activation it is registered with unless that one holds it already (the
+// answer says it registered the relay anew, or the relay never synced with
+// it), then answers the enters that waited for it.
 func (a *relayActor) syncMembers(c actor.Context, msg *actorpb.JoinResponse) {
 	if a.registered == nil || msg.Topic == nil || !msg.Topic.Equal(a.registered) {
 		return
 	}
-	if msg.Registered && a.members.len() > 0 {
-		all := make([]*actorpb.PresenceMember, 0, a.members.len())
-		for _, m := range a.members.byConn {
-			all = append(all, m)
+	if msg.Registered || !a.inSync() {
+		if a.members.len() > 0 || !msg.Registered { // a new registration holds nothing to replace
+			a.sendFullSet(c)
 		}
-		c.Send(a.registered, &actorpb.PresenceChange{Topic: a.topic, Relay: c.Self(), Full: true, Entered: all})
+		a.members.synced = a.registered
 	}
 	for _, ack := range a.members.acks {
 		_ = ack.conn.Session.Write(wire.AppendOK(nil, ack.id)) // a closed session needs no answer
 	}
-	a.members.acks = nil
+	clear(a.members.acks)
+	a.members.acks = a.members.acks[:0]
+}
+
+// sendFullSet sends the relay's members to the registered activation as
+// one full set, in chunks of at most maxPresenceChunk bytes; the last has
+// last set. An empty set is sent too: the activation may hold an older one.
+func (a *relayActor) sendFullSet(c actor.Context) {
+	chunk := &actorpb.PresenceChange{Topic: a.topic, Relay: c.Self(), Full: true}
+	size := 0
+	for _, m := range a.members.byConn {
+		n := len(m.Client) + len(m.Conn) + len(m.Info)
+		if size > 0 && size+n > maxPresenceChunk {
+			c.Send(a.registered, chunk)
+			chunk = &actorpb.PresenceChange{Topic: a.topic, Relay: c.Self(), Full: true}
+			size = 0
+		}
+		chunk.Entered = append(chunk.Entered, m)
+		size += n
+	}
+	chunk.Last = true
+	c.Send(a.registered, chunk)
 }
 
 // onPresenceEvents hands the topic's presence events to the subscribers
-// that asked for them.
+// that asked for them. Only the registered activation's count: a stale one
+// (the topic moved) may still send events that the new one has since
+// overtaken.
 func (a *relayActor) onPresenceEvents(msg *actorpb.PresenceEvents) {
-	if len(msg.Frames) == 0 {
+	if len(msg.Frames) == 0 || a.registered == nil || msg.Activation == nil || !msg.Activation.Equal(a.registered) {
 		return
 	}
 	for _, s := range a.subs.all() {

@@ -17,6 +17,8 @@ import (
 type topicPresence struct {
 	sets  map[string]map[string]presenceMember // relay (pidKey) -> conn -> member
 	count int
+	// full holds the chunks of a relay's full set until its last one.
+	full map[string][]*actorpb.PresenceMember
 }
 
 type presenceMember struct {
@@ -35,10 +37,22 @@ func (a *topicActor) onPresenceChange(c actor.Context, msg *actorpb.PresenceChan
 		return
 	}
 	p := &a.presence
+	key := pidKey(msg.Relay)
+	entered := msg.Entered
+	if msg.Full {
+		if p.full == nil {
+			p.full = make(map[string][]*actorpb.PresenceMember)
+		}
+		p.full[key] = append(p.full[key], msg.Entered...)
+		if !msg.Last {
+			return
+		}
+		entered = p.full[key]
+		delete(p.full, key)
+	}
 	if p.sets == nil {
 		p.sets = make(map[string]map[string]presenceMember)
 	}
-	key := pidKey(msg.Relay)
 	set := p.sets[key]
 	if set == nil {
 		set = make(map[string]presenceMember)
@@ -46,19 +60,19 @@ func (a *topicActor) onPresenceChange(c actor.Context, msg *actorpb.PresenceChan
 	}
 	var frames [][]byte
 	if msg.Full {
-		entered := make(map[string]bool, len(msg.Entered))
-		for _, m := range msg.Entered {
-			entered[m.Conn] = true
+		in := make(map[string]bool, len(entered))
+		for _, m := range entered {
+			in[m.Conn] = true
 		}
 		for conn, m := range set {
-			if !entered[conn] {
+			if !in[conn] {
 				frames = append(frames, wire.AppendPresenceEvent(nil, wire.OpLeave, a.name, m.client, conn, nil))
 				delete(set, conn)
 				p.count--
 			}
 		}
 	}
-	for _, m := range msg.Entered {
+	for _, m := range entered {
 		var info []byte
 		if len(m.Info) > 0 {
 			info = m.Info
@@ -94,6 +108,7 @@ func (a *topicActor) onPresenceChange(c actor.Context, msg *actorpb.PresenceChan
 // activation, or it has none.
 func (a *topicActor) dropPresence(c actor.Context, relay *actor.PID, tell bool) {
 	key := pidKey(relay)
+	delete(a.presence.full, key)
 	set := a.presence.sets[key]
 	if set == nil {
 		return
@@ -114,9 +129,18 @@ func (a *topicActor) sendPresence(c actor.Context, frames [][]byte) {
 	if len(frames) == 0 || len(a.relays) == 0 {
 		return
 	}
-	ev := &actorpb.PresenceEvents{Topic: a.name, Frames: frames}
-	for _, r := range a.relays {
-		c.Send(r, ev)
+	// In chunks: a rebuilt topic announces every member at once.
+	for len(frames) > 0 {
+		n, size := 0, 0
+		for n < len(frames) && (n == 0 || size+len(frames[n]) <= maxPresenceChunk) {
+			size += len(frames[n])
+			n++
+		}
+		ev := &actorpb.PresenceEvents{Topic: a.name, Frames: frames[:n], Activation: c.Self()}
+		for _, r := range a.relays {
+			c.Send(r, ev)
+		}
+		frames = frames[n:]
 	}
 }
 

@@ -1286,13 +1286,17 @@ type PresenceChange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
 	Relay *actor.PID             `protobuf:"bytes,2,opt,name=relay,proto3" json:"relay,omitempty"`
-	// Full replaces the relay's whole set with entered (sent when a join
-	// answer says the relay was registered anew).
+	// Full marks a chunk of the relay's whole set, sent when the relay is
+	// registered with an activation that does not hold it (a new one, or one
+	// that dropped the relay). The chunks up to the one with last replace
+	// the relay's set together.
 	Full bool `protobuf:"varint,3,opt,name=full,proto3" json:"full,omitempty"`
 	// Entered are members that entered, or entered again with new info.
 	Entered []*PresenceMember `protobuf:"bytes,4,rep,name=entered,proto3" json:"entered,omitempty"`
 	// Left are the conns of members that left.
-	Left          []string `protobuf:"bytes,5,rep,name=left,proto3" json:"left,omitempty"`
+	Left []string `protobuf:"bytes,5,rep,name=left,proto3" json:"left,omitempty"`
+	// Last marks the last chunk of a full set.
+	Last          bool `protobuf:"varint,6,opt,name=last,proto3" json:"last,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1362,12 +1366,22 @@ func (x *PresenceChange) GetLeft() []string {
 	return nil
 }
 
+func (x *PresenceChange) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
 // PresenceEvents carries presence event frames (join, update, leave) to
 // the relays, for their subscribers that asked for presence.
 type PresenceEvents struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
-	Frames        [][]byte               `protobuf:"bytes,2,rep,name=frames,proto3" json:"frames,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Topic  string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Frames [][]byte               `protobuf:"bytes,2,rep,name=frames,proto3" json:"frames,omitempty"`
+	// Activation is the topic actor that sent them: relays take events only
+	// from the activation they are registered with.
+	Activation    *actor.PID `protobuf:"bytes,3,opt,name=activation,proto3" json:"activation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1412,6 +1426,13 @@ func (x *PresenceEvents) GetTopic() string {
 func (x *PresenceEvents) GetFrames() [][]byte {
 	if x != nil {
 		return x.Frames
+	}
+	return nil
+}
+
+func (x *PresenceEvents) GetActivation() *actor.PID {
+	if x != nil {
+		return x.Activation
 	}
 	return nil
 }
@@ -1631,17 +1652,22 @@ const file_topic_proto_rawDesc = "" +
 	"\x0ePresenceMember\x12\x16\n" +
 	"\x06client\x18\x01 \x01(\tR\x06client\x12\x12\n" +
 	"\x04conn\x18\x02 \x01(\tR\x04conn\x12\x12\n" +
-	"\x04info\x18\x03 \x01(\fR\x04info\"\xab\x01\n" +
+	"\x04info\x18\x03 \x01(\fR\x04info\"\xbf\x01\n" +
 	"\x0ePresenceChange\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12 \n" +
 	"\x05relay\x18\x02 \x01(\v2\n" +
 	".actor.PIDR\x05relay\x12\x12\n" +
 	"\x04full\x18\x03 \x01(\bR\x04full\x129\n" +
 	"\aentered\x18\x04 \x03(\v2\x1f.topicast.actors.PresenceMemberR\aentered\x12\x12\n" +
-	"\x04left\x18\x05 \x03(\tR\x04left\">\n" +
+	"\x04left\x18\x05 \x03(\tR\x04left\x12\x12\n" +
+	"\x04last\x18\x06 \x01(\bR\x04last\"j\n" +
 	"\x0ePresenceEvents\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x16\n" +
-	"\x06frames\x18\x02 \x03(\fR\x06frames\"=\n" +
+	"\x06frames\x18\x02 \x03(\fR\x06frames\x12*\n" +
+	"\n" +
+	"activation\x18\x03 \x01(\v2\n" +
+	".actor.PIDR\n" +
+	"activation\"=\n" +
 	"\x0fPresenceRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"X\n" +
@@ -1701,11 +1727,12 @@ var file_topic_proto_depIdxs = []int32{
 	22, // 9: topicast.actors.ActivationStopped.pid:type_name -> actor.PID
 	22, // 10: topicast.actors.PresenceChange.relay:type_name -> actor.PID
 	17, // 11: topicast.actors.PresenceChange.entered:type_name -> topicast.actors.PresenceMember
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	22, // 12: topicast.actors.PresenceEvents.activation:type_name -> actor.PID
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_topic_proto_init() }

@@ -182,6 +182,7 @@ func (c *Client) onPresenceReplyLocked(cn *conn, cl *call, e *wire.Error) {
 	case e == nil:
 		if cl.kind == callEnter {
 			s.enterRetries = 0
+			s.memberOn = cn
 		}
 		s.settleOpLocked(nil)
 	case cl.kind == callLeave:
@@ -190,7 +191,10 @@ func (c *Client) onPresenceReplyLocked(cn *conn, cl *call, e *wire.Error) {
 		// The caller of Enter hears of the refusal; the membership stays
 		// as it was before.
 		s.entered, s.info = s.op.prevEntered, s.op.prevInfo
-		if !s.entered && s.enterOn == cn {
+		if s.enterOn == cn && (!s.entered || s.memberOn != cn) {
+			// The server holds no membership on this connection (the
+			// refused enter was the first on it, after a reconnection):
+			// the previous one is entered again like after a reconnection.
 			s.enterOn = nil
 		}
 		s.settleOpLocked(e)

@@ -126,6 +126,9 @@ type Subscription struct {
 	entered bool
 	info    []byte
 	enterOn *conn
+	// memberOn is the connection on which the server last accepted an
+	// enter: there it holds the membership.
+	memberOn *conn
 	// presenceGen counts the Enter and Leave calls and the end of the
 	// membership; op is the last call's, while it waits for its answer.
 	presenceGen uint64

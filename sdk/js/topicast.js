@@ -646,15 +646,25 @@ class Client {
   _refuseEnter(cn, s, err) {
     s._entered = s._op.prevEntered;
     s._info = s._op.prevInfo;
-    if (!s._entered && s._enterOn === cn) s._enterOn = null;
+    // No membership on this connection when the refused enter was its first (after a
+    // reconnection): the previous one is entered again, as after a reconnection.
+    if (s._enterOn === cn && (!s._entered || s._memberOn !== cn)) s._enterOn = null;
     this._settleOp(s, err);
+    if (s._entered && !s._enterOn) {
+      setTimeout(() => {
+        if (this._conn === cn && this._subs.get(s.topic) === s && s._entered && !s._enterOn) this._sendEnter(cn, s);
+      }, backoff(++s._enterRetries, this._o.minBackoff, this._o.maxBackoff));
+    }
   }
 
   _onPresenceReply(cn, cl, err) {
     const s = cl.sub;
     if (cl.gen !== s._gen) return; // an enter() or leave() came since: its answer counts
     if (!err) {
-      if (cl.kind === "enter") s._enterRetries = 0;
+      if (cl.kind === "enter") {
+        s._enterRetries = 0;
+        s._memberOn = cn; // the server holds the membership on this connection
+      }
       this._settleOp(s, null);
     } else if (cl.kind === "leave") {
       this._settleOp(s, err);
@@ -710,6 +720,7 @@ class Subscription {
     this._entered = false;
     this._info = undefined;
     this._enterOn = null;
+    this._memberOn = null;
     this._gen = 0;
     this._op = null;
     this._enterRetries = 0;

@@ -106,9 +106,13 @@ type relayActor struct {
 	handled uint64 // messages counted by Relays.send that this relay handled
 	subs    subSet
 	members relayMembers
-	deltas  relayDeltas
-	pending map[uint64]*pendingJoin // by the tag of its latest send
-	nextTag uint64
+	// view is what the presence subscribers were told, kept while there
+	// are any (presenceSubs counts them).
+	view         relayView
+	presenceSubs int
+	deltas       relayDeltas
+	pending      map[uint64]*pendingJoin // by the tag of its latest send
+	nextTag      uint64
 
 	// The subscribers' position; hasPos once a join was answered.
 	epoch   string
@@ -183,7 +187,12 @@ func (a *relayActor) Receive(c actor.Context) {
 		if msg.Target == nil || a.target == nil || msg.Target.Equal(a.target) {
 			a.moved(c, a.target)
 		}
+	case *actorpb.PresenceSnapshot:
+		a.onPresenceSnapshot(msg)
+	case *snapshotDue:
+		a.onSnapshotDue(c, msg)
 	case *actor.Stopped:
+		a.view.reset()
 		for _, p := range a.pending {
 			p.timer.Stop()
 		}
@@ -347,6 +356,7 @@ func (a *relayActor) onDropped(c actor.Context, msg *actorpb.RelayDropped) {
 	}
 	a.checkTag = 0
 	a.members.synced = nil // it dropped the relay's members with it
+	a.view.of = nil        // and sent leaves the relay did not get
 	a.resendJoins(c)
 }
 
@@ -512,6 +522,10 @@ func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
 	}
 	a.cfg.Metrics.Subscribed(sess.Info().Transport, a.topic, 1)
 	a.subs.add(p.sub)
+	if p.sub.presence {
+		a.presenceSubs++
+		a.followView(c)
+	}
 	a.deltas.added(p.sub)
 }
 
@@ -632,6 +646,11 @@ func (a *relayActor) onDelivery(c actor.Context, d *actorpb.Delivery) {
 
 func (a *relayActor) onUnsubscribe(c actor.Context, msg *relayUnsubscribe) {
 	if sub, removed := a.subs.remove(msg.conn); removed {
+		if sub.presence {
+			if a.presenceSubs--; a.presenceSubs == 0 {
+				a.view.reset() // nobody to announce to: no view to keep
+			}
+		}
 		a.deltas.removed(sub)
 		a.cfg.Metrics.Subscribed(msg.conn.Session.Info().Transport, a.topic, -1)
 	} else {

@@ -1,6 +1,9 @@
 package actors
 
 import (
+	"bytes"
+	"time"
+
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/topicast/topicast/actors/actorpb"
@@ -125,6 +128,7 @@ func (a *relayActor) syncMembers(c actor.Context, msg *actorpb.JoinResponse) {
 	}
 	clear(a.members.acks)
 	a.members.acks = a.members.acks[:0]
+	a.followView(c)
 }
 
 // sendFullSet sends the relay's members to the registered activation as
@@ -147,17 +151,171 @@ func (a *relayActor) sendFullSet(c actor.Context) {
 	c.Send(a.registered, chunk)
 }
 
+// presenceGrace is how long a relay whose topic moved waits before it
+// compares what its presence subscribers were told with the new
+// activation's members: meanwhile the other nodes' relays send it theirs.
+const presenceGrace = time.Second
+
+// relayView is what a relay's presence subscribers were told: who is in
+// the topic. With it the relay passes on only what changes that (a new
+// activation announces again the members it learns), and after the topic
+// moved it tells the subscribers the difference between the view and the
+// new activation's members: the leaves of members whose node died with the
+// topic's, which nobody else would announce.
+type relayView struct {
+	members map[string]viewMember // conn -> member
+	// ready is set once members is an activation's whole list (from a
+	// snapshot): only then may events be filtered against it.
+	ready bool
+	of    *actor.PID                // the activation the view follows
+	snap  []*actorpb.PresenceMember // a snapshot's chunks so far
+	timer *time.Timer
+}
+
+type viewMember struct {
+	client string
+	info   []byte
+}
+
+// snapshotDue asks the relay for its view's snapshot, after the grace.
+type snapshotDue struct{ of *actor.PID }
+
+func (v *relayView) reset() {
+	if v.timer != nil {
+		v.timer.Stop()
+	}
+	*v = relayView{}
+}
+
+// followView makes the view follow the registered activation when the
+// relay has presence subscribers: at once the first time, after the grace
+// when the topic moved.
+func (a *relayActor) followView(c actor.Context) {
+	if a.presenceSubs == 0 || a.registered == nil || (a.view.of != nil && a.view.of.Equal(a.registered)) {
+		return
+	}
+	a.view.of, a.view.snap = a.registered, nil
+	if a.view.timer != nil {
+		a.view.timer.Stop()
+		a.view.timer = nil
+	}
+	if !a.view.ready {
+		a.askSnapshot(c)
+		return
+	}
+	of, self, root := a.registered, c.Self(), c.ActorSystem().Root
+	a.view.timer = time.AfterFunc(presenceGrace, func() { root.Send(self, &snapshotDue{of: of}) })
+}
+
+func (a *relayActor) askSnapshot(c actor.Context) {
+	c.Send(a.registered, &actorpb.PresenceSnapshotRequest{Topic: a.topic, Relay: c.Self()})
+}
+
+func (a *relayActor) onSnapshotDue(c actor.Context, msg *snapshotDue) {
+	if a.registered != nil && a.registered.Equal(msg.of) && a.view.of != nil && a.view.of.Equal(msg.of) {
+		a.view.timer = nil
+		a.askSnapshot(c)
+	}
+}
+
+// onPresenceSnapshot takes an activation's members as the view; when the
+// view was another activation's, the subscribers are told the difference.
+func (a *relayActor) onPresenceSnapshot(msg *actorpb.PresenceSnapshot) {
+	if a.view.of == nil || msg.Activation == nil || !msg.Activation.Equal(a.view.of) || !a.view.of.Equal(a.registered) {
+		return // an activation the relay has left since
+	}
+	a.view.snap = append(a.view.snap, msg.Members...)
+	if !msg.Last {
+		return
+	}
+	next := make(map[string]viewMember, len(a.view.snap))
+	for _, m := range a.view.snap {
+		next[m.Conn] = viewMember{client: m.Client, info: nilIfEmpty(m.Info)}
+	}
+	a.view.snap = nil
+	if a.view.ready {
+		var frames [][]byte
+		for conn, old := range a.view.members {
+			if _, ok := next[conn]; !ok {
+				frames = append(frames, wire.AppendPresenceEvent(nil, wire.OpLeave, a.topic, old.client, conn, nil))
+			}
+		}
+		for conn, m := range next {
+			old, ok := a.view.members[conn]
+			switch {
+			case !ok:
+				frames = append(frames, wire.AppendPresenceEvent(nil, wire.OpJoin, a.topic, m.client, conn, m.info))
+			case old.client != m.client || !bytes.Equal(old.info, m.info):
+				frames = append(frames, wire.AppendPresenceEvent(nil, wire.OpUpdate, a.topic, m.client, conn, m.info))
+			}
+		}
+		a.writePresence(frames)
+	}
+	a.view.members, a.view.ready = next, true
+}
+
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
 // onPresenceEvents hands the topic's presence events to the subscribers
-// that asked for them. Only the registered activation's count: a stale one
+// that asked for them, less what would not change their view (a join
+// announced again). Only the registered activation's count: a stale one
 // (the topic moved) may still send events that the new one has since
 // overtaken.
 func (a *relayActor) onPresenceEvents(msg *actorpb.PresenceEvents) {
-	if len(msg.Frames) == 0 || a.registered == nil || msg.Activation == nil || !msg.Activation.Equal(a.registered) {
+	if len(msg.Frames) == 0 || a.registered == nil || msg.Activation == nil || !msg.Activation.Equal(a.registered) || a.presenceSubs == 0 {
+		return
+	}
+	if len(msg.Ops) != len(msg.Frames) || len(msg.Members) != len(msg.Frames) {
+		a.writePresence(msg.Frames) // a node that says nothing of its frames
+		return
+	}
+	if a.view.members == nil {
+		a.view.members = make(map[string]viewMember)
+	}
+	out := msg.Frames[:0:0]
+	for i, op := range msg.Ops {
+		m := msg.Members[i]
+		old, known := a.view.members[m.Conn]
+		info := nilIfEmpty(m.Info)
+		frame := msg.Frames[i]
+		switch op {
+		case wire.OpJoin, wire.OpUpdate:
+			if known && old.client == m.Client && bytes.Equal(old.info, info) && a.view.ready {
+				continue // announced again: nothing changed
+			}
+			if a.view.ready && known != (op == wire.OpUpdate) {
+				// A join of a member they have is an update for them, an
+				// update of one they do not have a join.
+				kind := wire.OpJoin
+				if known {
+					kind = wire.OpUpdate
+				}
+				frame = wire.AppendPresenceEvent(nil, kind, a.topic, m.Client, m.Conn, info)
+			}
+			a.view.members[m.Conn] = viewMember{client: m.Client, info: info}
+		case wire.OpLeave:
+			if !known && a.view.ready {
+				continue
+			}
+			delete(a.view.members, m.Conn)
+		}
+		out = append(out, frame)
+	}
+	a.writePresence(out)
+}
+
+func (a *relayActor) writePresence(frames [][]byte) {
+	if len(frames) == 0 {
 		return
 	}
 	for _, s := range a.subs.all() {
 		if s.presence {
-			_ = s.conn.Session.WriteMany(msg.Frames) // a failed write closes the session itself
+			_ = s.conn.Session.WriteMany(frames) // a failed write closes the session itself
 		}
 	}
 }

@@ -209,6 +209,8 @@ func (a *topicActor) Receive(c actor.Context) {
 		a.onPresenceChange(c, msg)
 	case *actorpb.PresenceRequest:
 		a.onPresence(c, msg)
+	case *actorpb.PresenceSnapshotRequest:
+		a.onPresenceSnapshot(c, msg)
 	case *actor.Terminated:
 		a.onRelayTerminated(c, msg)
 	case *actor.ReceiveTimeout:

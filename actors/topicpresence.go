@@ -58,7 +58,7 @@ func (a *topicActor) onPresenceChange(c actor.Context, msg *actorpb.PresenceChan
 		set = make(map[string]presenceMember)
 		p.sets[key] = set
 	}
-	var frames [][]byte
+	var evs presenceEvents
 	if msg.Full {
 		in := make(map[string]bool, len(entered))
 		for _, m := range entered {
@@ -66,7 +66,7 @@ func (a *topicActor) onPresenceChange(c actor.Context, msg *actorpb.PresenceChan
 		}
 		for conn, m := range set {
 			if !in[conn] {
-				frames = append(frames, wire.AppendPresenceEvent(nil, wire.OpLeave, a.name, m.client, conn, nil))
+				evs.add(a.name, wire.OpLeave, m.client, conn, nil)
 				delete(set, conn)
 				p.count--
 			}
@@ -80,10 +80,10 @@ func (a *topicActor) onPresenceChange(c actor.Context, msg *actorpb.PresenceChan
 		old, known := set[m.Conn]
 		switch {
 		case !known:
-			frames = append(frames, wire.AppendPresenceEvent(nil, wire.OpJoin, a.name, m.Client, m.Conn, info))
+			evs.add(a.name, wire.OpJoin, m.Client, m.Conn, info)
 			p.count++
 		case !bytes.Equal(old.info, info) || old.client != m.Client:
-			frames = append(frames, wire.AppendPresenceEvent(nil, wire.OpUpdate, a.name, m.Client, m.Conn, info))
+			evs.add(a.name, wire.OpUpdate, m.Client, m.Conn, info)
 		default:
 			continue // the same again: nothing happened
 		}
@@ -91,7 +91,7 @@ func (a *topicActor) onPresenceChange(c actor.Context, msg *actorpb.PresenceChan
 	}
 	for _, conn := range msg.Left {
 		if m, ok := set[conn]; ok {
-			frames = append(frames, wire.AppendPresenceEvent(nil, wire.OpLeave, a.name, m.client, conn, nil))
+			evs.add(a.name, wire.OpLeave, m.client, conn, nil)
 			delete(set, conn)
 			p.count--
 		}
@@ -99,7 +99,21 @@ func (a *topicActor) onPresenceChange(c actor.Context, msg *actorpb.PresenceChan
 	if len(set) == 0 {
 		delete(p.sets, key)
 	}
-	a.sendPresence(c, frames)
+	a.sendPresence(c, &evs)
+}
+
+// presenceEvents are events for the relays: their frames and, beside them,
+// what each is.
+type presenceEvents struct {
+	frames  [][]byte
+	ops     []string
+	members []*actorpb.PresenceMember
+}
+
+func (e *presenceEvents) add(topic, op, client, conn string, info []byte) {
+	e.frames = append(e.frames, wire.AppendPresenceEvent(nil, op, topic, client, conn, info))
+	e.ops = append(e.ops, op)
+	e.members = append(e.members, &actorpb.PresenceMember{Client: client, Conn: conn, Info: info})
 }
 
 // dropPresence forgets a relay's members; with tell, their leave events go
@@ -118,30 +132,57 @@ func (a *topicActor) dropPresence(c actor.Context, relay *actor.PID, tell bool) 
 	if !tell {
 		return
 	}
-	frames := make([][]byte, 0, len(set))
+	var evs presenceEvents
 	for conn, m := range set {
-		frames = append(frames, wire.AppendPresenceEvent(nil, wire.OpLeave, a.name, m.client, conn, nil))
+		evs.add(a.name, wire.OpLeave, m.client, conn, nil)
 	}
-	a.sendPresence(c, frames)
+	a.sendPresence(c, &evs)
 }
 
-func (a *topicActor) sendPresence(c actor.Context, frames [][]byte) {
-	if len(frames) == 0 || len(a.relays) == 0 {
+func (a *topicActor) sendPresence(c actor.Context, evs *presenceEvents) {
+	if len(evs.frames) == 0 || len(a.relays) == 0 {
 		return
 	}
 	// In chunks: a rebuilt topic announces every member at once.
-	for len(frames) > 0 {
+	for i := 0; i < len(evs.frames); {
 		n, size := 0, 0
-		for n < len(frames) && (n == 0 || size+len(frames[n]) <= maxPresenceChunk) {
-			size += len(frames[n])
+		for i+n < len(evs.frames) && (n == 0 || size+2*len(evs.frames[i+n]) <= maxPresenceChunk) {
+			size += 2 * len(evs.frames[i+n]) // the frame and its member
 			n++
 		}
-		ev := &actorpb.PresenceEvents{Topic: a.name, Frames: frames[:n], Activation: c.Self()}
+		ev := &actorpb.PresenceEvents{Topic: a.name, Activation: c.Self(),
+			Frames: evs.frames[i : i+n], Ops: evs.ops[i : i+n], Members: evs.members[i : i+n]}
 		for _, r := range a.relays {
 			c.Send(r, ev)
 		}
-		frames = frames[n:]
+		i += n
 	}
+}
+
+// onPresenceSnapshot sends a relay all the activation's members, in
+// chunks, on the path of its events: what the relay has applied of those
+// when the last chunk comes is what the chunks describe.
+func (a *topicActor) onPresenceSnapshot(c actor.Context, req *actorpb.PresenceSnapshotRequest) {
+	a.setName(req.Topic)
+	if req.Relay == nil || a.relayIndex(req.Relay) < 0 {
+		return // it joins first; its join's answer makes it ask again
+	}
+	chunk := &actorpb.PresenceSnapshot{Topic: a.name, Activation: c.Self()}
+	size := 0
+	for _, set := range a.presence.sets {
+		for conn, m := range set {
+			n := len(m.client) + len(conn) + len(m.info)
+			if size > 0 && size+n > maxPresenceChunk {
+				c.Send(req.Relay, chunk)
+				chunk = &actorpb.PresenceSnapshot{Topic: a.name, Activation: c.Self()}
+				size = 0
+			}
+			chunk.Members = append(chunk.Members, &actorpb.PresenceMember{Client: m.client, Conn: conn, Info: m.info})
+			size += n
+		}
+	}
+	chunk.Last = true
+	c.Send(req.Relay, chunk)
 }
 
 // onPresence answers who is in the topic: the count and, ordered by conn,

@@ -1381,7 +1381,11 @@ type PresenceEvents struct {
 	Frames [][]byte               `protobuf:"bytes,2,rep,name=frames,proto3" json:"frames,omitempty"`
 	// Activation is the topic actor that sent them: relays take events only
 	// from the activation they are registered with.
-	Activation    *actor.PID `protobuf:"bytes,3,opt,name=activation,proto3" json:"activation,omitempty"`
+	Activation *actor.PID `protobuf:"bytes,3,opt,name=activation,proto3" json:"activation,omitempty"`
+	// Ops and members say what each frame is (op: join, update or leave),
+	// so that a relay can tell a repeated join from a new one.
+	Ops           []string          `protobuf:"bytes,4,rep,name=ops,proto3" json:"ops,omitempty"`
+	Members       []*PresenceMember `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1437,6 +1441,144 @@ func (x *PresenceEvents) GetActivation() *actor.PID {
 	return nil
 }
 
+func (x *PresenceEvents) GetOps() []string {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+func (x *PresenceEvents) GetMembers() []*PresenceMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// PresenceSnapshotRequest asks a topic activation for all its members,
+// sent to the relay as PresenceSnapshot chunks on the path of its events.
+type PresenceSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Relay         *actor.PID             `protobuf:"bytes,2,opt,name=relay,proto3" json:"relay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceSnapshotRequest) Reset() {
+	*x = PresenceSnapshotRequest{}
+	mi := &file_topic_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceSnapshotRequest) ProtoMessage() {}
+
+func (x *PresenceSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_topic_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*PresenceSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_topic_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *PresenceSnapshotRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PresenceSnapshotRequest) GetRelay() *actor.PID {
+	if x != nil {
+		return x.Relay
+	}
+	return nil
+}
+
+// PresenceSnapshot is a chunk of an activation's members for a relay; the
+// one with last ends it.
+type PresenceSnapshot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Activation    *actor.PID             `protobuf:"bytes,2,opt,name=activation,proto3" json:"activation,omitempty"`
+	Members       []*PresenceMember      `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	Last          bool                   `protobuf:"varint,4,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceSnapshot) Reset() {
+	*x = PresenceSnapshot{}
+	mi := &file_topic_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceSnapshot) ProtoMessage() {}
+
+func (x *PresenceSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_topic_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceSnapshot.ProtoReflect.Descriptor instead.
+func (*PresenceSnapshot) Descriptor() ([]byte, []int) {
+	return file_topic_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PresenceSnapshot) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PresenceSnapshot) GetActivation() *actor.PID {
+	if x != nil {
+		return x.Activation
+	}
+	return nil
+}
+
+func (x *PresenceSnapshot) GetMembers() []*PresenceMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *PresenceSnapshot) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
 // PresenceRequest asks a topic activation for its members.
 type PresenceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1449,7 +1591,7 @@ type PresenceRequest struct {
 
 func (x *PresenceRequest) Reset() {
 	*x = PresenceRequest{}
-	mi := &file_topic_proto_msgTypes[20]
+	mi := &file_topic_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1461,7 +1603,7 @@ func (x *PresenceRequest) String() string {
 func (*PresenceRequest) ProtoMessage() {}
 
 func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_topic_proto_msgTypes[20]
+	mi := &file_topic_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1474,7 +1616,7 @@ func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
 func (*PresenceRequest) Descriptor() ([]byte, []int) {
-	return file_topic_proto_rawDescGZIP(), []int{20}
+	return file_topic_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PresenceRequest) GetTopic() string {
@@ -1506,7 +1648,7 @@ type PresenceResponse struct {
 
 func (x *PresenceResponse) Reset() {
 	*x = PresenceResponse{}
-	mi := &file_topic_proto_msgTypes[21]
+	mi := &file_topic_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1660,7 @@ func (x *PresenceResponse) String() string {
 func (*PresenceResponse) ProtoMessage() {}
 
 func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_topic_proto_msgTypes[21]
+	mi := &file_topic_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1673,7 @@ func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceResponse.ProtoReflect.Descriptor instead.
 func (*PresenceResponse) Descriptor() ([]byte, []int) {
-	return file_topic_proto_rawDescGZIP(), []int{21}
+	return file_topic_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PresenceResponse) GetCount() uint32 {
@@ -1660,14 +1802,28 @@ const file_topic_proto_rawDesc = "" +
 	"\x04full\x18\x03 \x01(\bR\x04full\x129\n" +
 	"\aentered\x18\x04 \x03(\v2\x1f.topicast.actors.PresenceMemberR\aentered\x12\x12\n" +
 	"\x04left\x18\x05 \x03(\tR\x04left\x12\x12\n" +
-	"\x04last\x18\x06 \x01(\bR\x04last\"j\n" +
+	"\x04last\x18\x06 \x01(\bR\x04last\"\xb7\x01\n" +
 	"\x0ePresenceEvents\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x16\n" +
 	"\x06frames\x18\x02 \x03(\fR\x06frames\x12*\n" +
 	"\n" +
 	"activation\x18\x03 \x01(\v2\n" +
 	".actor.PIDR\n" +
-	"activation\"=\n" +
+	"activation\x12\x10\n" +
+	"\x03ops\x18\x04 \x03(\tR\x03ops\x129\n" +
+	"\amembers\x18\x05 \x03(\v2\x1f.topicast.actors.PresenceMemberR\amembers\"Q\n" +
+	"\x17PresenceSnapshotRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12 \n" +
+	"\x05relay\x18\x02 \x01(\v2\n" +
+	".actor.PIDR\x05relay\"\xa3\x01\n" +
+	"\x10PresenceSnapshot\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12*\n" +
+	"\n" +
+	"activation\x18\x02 \x01(\v2\n" +
+	".actor.PIDR\n" +
+	"activation\x129\n" +
+	"\amembers\x18\x03 \x03(\v2\x1f.topicast.actors.PresenceMemberR\amembers\x12\x12\n" +
+	"\x04last\x18\x04 \x01(\bR\x04last\"=\n" +
 	"\x0fPresenceRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"X\n" +
@@ -1688,51 +1844,57 @@ func file_topic_proto_rawDescGZIP() []byte {
 	return file_topic_proto_rawDescData
 }
 
-var file_topic_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_topic_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_topic_proto_goTypes = []any{
-	(*Position)(nil),           // 0: topicast.actors.Position
-	(*PublishItem)(nil),        // 1: topicast.actors.PublishItem
-	(*PublishRequest)(nil),     // 2: topicast.actors.PublishRequest
-	(*PublishResponse)(nil),    // 3: topicast.actors.PublishResponse
-	(*ErrorInfo)(nil),          // 4: topicast.actors.ErrorInfo
-	(*JoinRequest)(nil),        // 5: topicast.actors.JoinRequest
-	(*JoinResponse)(nil),       // 6: topicast.actors.JoinResponse
-	(*RelayDropped)(nil),       // 7: topicast.actors.RelayDropped
-	(*LeaveRequest)(nil),       // 8: topicast.actors.LeaveRequest
-	(*Delivery)(nil),           // 9: topicast.actors.Delivery
-	(*HistoryRequest)(nil),     // 10: topicast.actors.HistoryRequest
-	(*HistoryResponse)(nil),    // 11: topicast.actors.HistoryResponse
-	(*ActivationRequest)(nil),  // 12: topicast.actors.ActivationRequest
-	(*ActivationResponse)(nil), // 13: topicast.actors.ActivationResponse
-	(*ActivationStopped)(nil),  // 14: topicast.actors.ActivationStopped
-	(*MembershipRequest)(nil),  // 15: topicast.actors.MembershipRequest
-	(*MembershipResponse)(nil), // 16: topicast.actors.MembershipResponse
-	(*PresenceMember)(nil),     // 17: topicast.actors.PresenceMember
-	(*PresenceChange)(nil),     // 18: topicast.actors.PresenceChange
-	(*PresenceEvents)(nil),     // 19: topicast.actors.PresenceEvents
-	(*PresenceRequest)(nil),    // 20: topicast.actors.PresenceRequest
-	(*PresenceResponse)(nil),   // 21: topicast.actors.PresenceResponse
-	(*actor.PID)(nil),          // 22: actor.PID
+	(*Position)(nil),                // 0: topicast.actors.Position
+	(*PublishItem)(nil),             // 1: topicast.actors.PublishItem
+	(*PublishRequest)(nil),          // 2: topicast.actors.PublishRequest
+	(*PublishResponse)(nil),         // 3: topicast.actors.PublishResponse
+	(*ErrorInfo)(nil),               // 4: topicast.actors.ErrorInfo
+	(*JoinRequest)(nil),             // 5: topicast.actors.JoinRequest
+	(*JoinResponse)(nil),            // 6: topicast.actors.JoinResponse
+	(*RelayDropped)(nil),            // 7: topicast.actors.RelayDropped
+	(*LeaveRequest)(nil),            // 8: topicast.actors.LeaveRequest
+	(*Delivery)(nil),                // 9: topicast.actors.Delivery
+	(*HistoryRequest)(nil),          // 10: topicast.actors.HistoryRequest
+	(*HistoryResponse)(nil),         // 11: topicast.actors.HistoryResponse
+	(*ActivationRequest)(nil),       // 12: topicast.actors.ActivationRequest
+	(*ActivationResponse)(nil),      // 13: topicast.actors.ActivationResponse
+	(*ActivationStopped)(nil),       // 14: topicast.actors.ActivationStopped
+	(*MembershipRequest)(nil),       // 15: topicast.actors.MembershipRequest
+	(*MembershipResponse)(nil),      // 16: topicast.actors.MembershipResponse
+	(*PresenceMember)(nil),          // 17: topicast.actors.PresenceMember
+	(*PresenceChange)(nil),          // 18: topicast.actors.PresenceChange
+	(*PresenceEvents)(nil),          // 19: topicast.actors.PresenceEvents
+	(*PresenceSnapshotRequest)(nil), // 20: topicast.actors.PresenceSnapshotRequest
+	(*PresenceSnapshot)(nil),        // 21: topicast.actors.PresenceSnapshot
+	(*PresenceRequest)(nil),         // 22: topicast.actors.PresenceRequest
+	(*PresenceResponse)(nil),        // 23: topicast.actors.PresenceResponse
+	(*actor.PID)(nil),               // 24: actor.PID
 }
 var file_topic_proto_depIdxs = []int32{
 	1,  // 0: topicast.actors.PublishRequest.items:type_name -> topicast.actors.PublishItem
 	4,  // 1: topicast.actors.PublishResponse.error:type_name -> topicast.actors.ErrorInfo
-	22, // 2: topicast.actors.JoinRequest.relay:type_name -> actor.PID
+	24, // 2: topicast.actors.JoinRequest.relay:type_name -> actor.PID
 	0,  // 3: topicast.actors.JoinRequest.since:type_name -> topicast.actors.Position
 	0,  // 4: topicast.actors.JoinRequest.relay_since:type_name -> topicast.actors.Position
-	22, // 5: topicast.actors.JoinResponse.topic:type_name -> actor.PID
-	22, // 6: topicast.actors.RelayDropped.activation:type_name -> actor.PID
-	22, // 7: topicast.actors.LeaveRequest.relay:type_name -> actor.PID
-	22, // 8: topicast.actors.ActivationResponse.pid:type_name -> actor.PID
-	22, // 9: topicast.actors.ActivationStopped.pid:type_name -> actor.PID
-	22, // 10: topicast.actors.PresenceChange.relay:type_name -> actor.PID
+	24, // 5: topicast.actors.JoinResponse.topic:type_name -> actor.PID
+	24, // 6: topicast.actors.RelayDropped.activation:type_name -> actor.PID
+	24, // 7: topicast.actors.LeaveRequest.relay:type_name -> actor.PID
+	24, // 8: topicast.actors.ActivationResponse.pid:type_name -> actor.PID
+	24, // 9: topicast.actors.ActivationStopped.pid:type_name -> actor.PID
+	24, // 10: topicast.actors.PresenceChange.relay:type_name -> actor.PID
 	17, // 11: topicast.actors.PresenceChange.entered:type_name -> topicast.actors.PresenceMember
-	22, // 12: topicast.actors.PresenceEvents.activation:type_name -> actor.PID
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	24, // 12: topicast.actors.PresenceEvents.activation:type_name -> actor.PID
+	17, // 13: topicast.actors.PresenceEvents.members:type_name -> topicast.actors.PresenceMember
+	24, // 14: topicast.actors.PresenceSnapshotRequest.relay:type_name -> actor.PID
+	24, // 15: topicast.actors.PresenceSnapshot.activation:type_name -> actor.PID
+	17, // 16: topicast.actors.PresenceSnapshot.members:type_name -> topicast.actors.PresenceMember
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_topic_proto_init() }
@@ -1746,7 +1908,7 @@ func file_topic_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_topic_proto_rawDesc), len(file_topic_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -55,6 +55,15 @@ type enterAck struct {
 
 func (m *relayMembers) len() int { return len(m.byConn) }
 
+// sendPresence sends msg to the registered activation, counting it when it
+// crosses to another node.
+func (a *relayActor) sendPresence(c actor.Context, msg any) {
+	if a.registered.Address != c.Self().Address {
+		a.cfg.Metrics.PresenceRemoteSends.Add(1)
+	}
+	c.Send(a.registered, msg)
+}
+
 // inSync reports whether changes may go to the registered activation one
 // by one.
 func (a *relayActor) inSync() bool {
@@ -72,7 +81,7 @@ func (a *relayActor) onEnter(c actor.Context, msg *relayEnter) {
 	}
 	a.members.byConn[msg.conn] = msg.member
 	if a.inSync() {
-		c.Send(a.registered, &actorpb.PresenceChange{Topic: a.topic, Relay: c.Self(),
+		a.sendPresence(c, &actorpb.PresenceChange{Topic: a.topic, Relay: c.Self(),
 			Entered: []*actorpb.PresenceMember{msg.member}})
 		_ = msg.conn.Session.Write(wire.AppendOK(nil, msg.id)) // a closed session needs no answer
 		return
@@ -100,7 +109,7 @@ func (a *relayActor) onLeave(c actor.Context, msg *relayLeave) {
 		delete(a.members.byConn, msg.conn)
 		a.cfg.Metrics.PresenceChanged(a.topic, -1)
 		if a.inSync() {
-			c.Send(a.registered, &actorpb.PresenceChange{Topic: a.topic, Relay: c.Self(), Left: []string{m.Conn}})
+			a.sendPresence(c, &actorpb.PresenceChange{Topic: a.topic, Relay: c.Self(), Left: []string{m.Conn}})
 		}
 	}
 	if msg.reply {
@@ -140,7 +149,7 @@ func (a *relayActor) sendFullSet(c actor.Context) {
 	for _, m := range a.members.byConn {
 		n := len(m.Client) + len(m.Conn) + len(m.Info)
 		if size > 0 && size+n > maxPresenceChunk {
-			c.Send(a.registered, chunk)
+			a.sendPresence(c, chunk)
 			chunk = &actorpb.PresenceChange{Topic: a.topic, Relay: c.Self(), Full: true}
 			size = 0
 		}
@@ -148,7 +157,7 @@ func (a *relayActor) sendFullSet(c actor.Context) {
 		size += n
 	}
 	chunk.Last = true
-	c.Send(a.registered, chunk)
+	a.sendPresence(c, chunk)
 }
 
 // presenceGrace is how long a relay whose topic moved waits before it
@@ -208,7 +217,7 @@ func (a *relayActor) followView(c actor.Context) {
 }
 
 func (a *relayActor) askSnapshot(c actor.Context) {
-	c.Send(a.registered, &actorpb.PresenceSnapshotRequest{Topic: a.topic, Relay: c.Self()})
+	a.sendPresence(c, &actorpb.PresenceSnapshotRequest{Topic: a.topic, Relay: c.Self()})
 }
 
 func (a *relayActor) onSnapshotDue(c actor.Context, msg *snapshotDue) {

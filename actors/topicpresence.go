@@ -28,6 +28,15 @@ type presenceMember struct {
 
 func pidKey(pid *actor.PID) string { return pid.Address + "/" + pid.Id }
 
+// sendRelay sends a presence message to a relay, counting it when it
+// crosses to another node.
+func (a *topicActor) sendRelay(c actor.Context, relay *actor.PID, msg any) {
+	if relay.Address != c.Self().Address {
+		a.cfg.Metrics.PresenceRemoteSends.Add(1)
+	}
+	c.Send(relay, msg)
+}
+
 // onPresenceChange applies a relay's change and sends its events to every
 // relay. A relay not registered here is ignored: it sends its whole set
 // once a join registers it.
@@ -153,7 +162,7 @@ func (a *topicActor) sendPresence(c actor.Context, evs *presenceEvents) {
 		ev := &actorpb.PresenceEvents{Topic: a.name, Activation: c.Self(),
 			Frames: evs.frames[i : i+n], Ops: evs.ops[i : i+n], Members: evs.members[i : i+n]}
 		for _, r := range a.relays {
-			c.Send(r, ev)
+			a.sendRelay(c, r, ev)
 		}
 		i += n
 	}
@@ -173,7 +182,7 @@ func (a *topicActor) onPresenceSnapshot(c actor.Context, req *actorpb.PresenceSn
 		for conn, m := range set {
 			n := len(m.client) + len(conn) + len(m.info)
 			if size > 0 && size+n > maxPresenceChunk {
-				c.Send(req.Relay, chunk)
+				a.sendRelay(c, req.Relay, chunk)
 				chunk = &actorpb.PresenceSnapshot{Topic: a.name, Activation: c.Self()}
 				size = 0
 			}
@@ -182,7 +191,7 @@ func (a *topicActor) onPresenceSnapshot(c actor.Context, req *actorpb.PresenceSn
 		}
 	}
 	chunk.Last = true
-	c.Send(req.Relay, chunk)
+	a.sendRelay(c, req.Relay, chunk)
 }
 
 // onPresence answers who is in the topic: the count and, ordered by conn,

@@ -63,6 +63,11 @@ type NodeMetrics struct {
 	// PresenceMembers is the number of presence members (a connection
 	// entered in a topic) of the node's connections.
 	PresenceMembers atomic.Int64
+	// PresenceRemoteSends counts the presence messages (changes, events,
+	// snapshots) the node's relays and topic actors sent to other nodes:
+	// the cost of presence between nodes, which must grow with the joins
+	// and the nodes, never with the members.
+	PresenceRemoteSends atomic.Uint64
 	// Latency is the delivery latency: from a message's publish time (its
 	// "ts") to the write that delivered it.
 	Latency LatencyHistogram

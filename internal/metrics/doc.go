@@ -38,6 +38,7 @@
 //	topicast_outbound_queue_bytes               gauge    bytes queued for clients, not yet written
 //	topicast_history_messages                   gauge    messages retained for recovery
 //	topicast_presence_members                   gauge    presence members of the node's connections
+//	topicast_presence_remote_messages_total     counter  presence messages sent to other nodes
 //	topicast_cluster_members                    gauge    members this node sees
 //	topicast_node_info{node,version}            gauge    always 1
 //	topicast_tls_reloads_total{result}          counter  certificate reloads, ok or error (--tls-cert only)

@@ -165,28 +165,29 @@ func CloseLabels(cause error) (code, reason string) {
 type collector struct{ m *Metrics }
 
 var (
-	descConns     = prometheus.NewDesc("topicast_connections", "Client sessions open on this node, by transport.", []string{"transport"}, nil)
-	descOpened    = prometheus.NewDesc("topicast_connections_opened_total", "Client sessions opened, by transport.", []string{"transport"}, nil)
-	descClosed    = prometheus.NewDesc("topicast_connections_closed_total", "Client sessions closed, by close code (1006: none) and reason.", []string{"code", "reason"}, nil)
-	descSubs      = prometheus.NewDesc("topicast_subscriptions", "Subscriptions on this node, by the transport of their session.", []string{"transport"}, nil)
-	descTopics    = prometheus.NewDesc("topicast_topics_active", "Topic actors running on this node.", nil, nil)
-	descSubTopics = prometheus.NewDesc("topicast_topics_subscribed", "Topics with subscribers on this node.", nil, nil)
-	descPublishes = prometheus.NewDesc("topicast_publishes_total", "Messages numbered by this node's topic actors (idempotent repeats excluded).", nil, nil)
-	descDeliver   = prometheus.NewDesc("topicast_deliveries_total", "Message frames written to clients (WebSocket, WebTransport streams, SSE).", nil, nil)
-	descConflated = prometheus.NewDesc("topicast_conflated_total", "Messages of latest-value subscriptions replaced by a newer one before they were written.", nil, nil)
-	descWritten   = prometheus.NewDesc("topicast_written_bytes_total", "Bytes of the frames written to clients (WebSocket, WebTransport streams, SSE), framing not included.", nil, nil)
-	descDeltaSave = prometheus.NewDesc("topicast_delta_saved_bytes_total", "Bytes that delta subscriptions were spared: full frame lengths less their delta frames'.", nil, nil)
-	descLatency   = prometheus.NewDesc("topicast_delivery_latency_seconds", "Time from a message's publish to its write to a client, sampled on one written batch in eight per connection (millisecond resolution; recoveries excluded).", nil, nil)
-	descPubLat    = prometheus.NewDesc("topicast_publish_latency_seconds", "Time a successful publish call takes on this node (HTTP, clients' pub, sys:stats; a batch counts once): routing, the topic actor, the store's append.", nil, nil)
-	descPubErrors = prometheus.NewDesc("topicast_publish_errors_total", "Failed publish calls on this node, by error code (as on the wire: unavailable, rate_limited, ...).", []string{"code"}, nil)
-	descStoreErrs = prometheus.NewDesc("topicast_store_errors_total", "Failures of the history store (Redis unreachable, timeouts); fencing by a newer activation excluded.", nil, nil)
-	descQueue     = prometheus.NewDesc("topicast_outbound_queue_bytes", "Bytes queued for clients and not yet written.", nil, nil)
-	descHistory   = prometheus.NewDesc("topicast_history_messages", "Messages the topic actors of this node retain for recovery.", nil, nil)
-	descPresence  = prometheus.NewDesc("topicast_presence_members", "Presence members (a connection entered in a topic) of this node's connections.", nil, nil)
-	descMembers   = prometheus.NewDesc("topicast_cluster_members", "Cluster members this node sees.", nil, nil)
-	descInfo      = prometheus.NewDesc("topicast_node_info", "The node's name and version (always 1).", []string{"node", "version"}, nil)
-	descTLSReload = prometheus.NewDesc("topicast_tls_reloads_total", "Loads of the --tls-cert/--tls-key pair after the first (SIGHUP or the files changed), by result: ok, or error (the previous certificate is still served; the log says why).", []string{"result"}, nil)
-	descTLSExpiry = prometheus.NewDesc("topicast_tls_certificate_expiry_timestamp_seconds", "End of validity of the certificate served on the HTTP and WebTransport listeners, in seconds since 1970.", nil, nil)
+	descConns      = prometheus.NewDesc("topicast_connections", "Client sessions open on this node, by transport.", []string{"transport"}, nil)
+	descOpened     = prometheus.NewDesc("topicast_connections_opened_total", "Client sessions opened, by transport.", []string{"transport"}, nil)
+	descClosed     = prometheus.NewDesc("topicast_connections_closed_total", "Client sessions closed, by close code (1006: none) and reason.", []string{"code", "reason"}, nil)
+	descSubs       = prometheus.NewDesc("topicast_subscriptions", "Subscriptions on this node, by the transport of their session.", []string{"transport"}, nil)
+	descTopics     = prometheus.NewDesc("topicast_topics_active", "Topic actors running on this node.", nil, nil)
+	descSubTopics  = prometheus.NewDesc("topicast_topics_subscribed", "Topics with subscribers on this node.", nil, nil)
+	descPublishes  = prometheus.NewDesc("topicast_publishes_total", "Messages numbered by this node's topic actors (idempotent repeats excluded).", nil, nil)
+	descDeliver    = prometheus.NewDesc("topicast_deliveries_total", "Message frames written to clients (WebSocket, WebTransport streams, SSE).", nil, nil)
+	descConflated  = prometheus.NewDesc("topicast_conflated_total", "Messages of latest-value subscriptions replaced by a newer one before they were written.", nil, nil)
+	descWritten    = prometheus.NewDesc("topicast_written_bytes_total", "Bytes of the frames written to clients (WebSocket, WebTransport streams, SSE), framing not included.", nil, nil)
+	descDeltaSave  = prometheus.NewDesc("topicast_delta_saved_bytes_total", "Bytes that delta subscriptions were spared: full frame lengths less their delta frames'.", nil, nil)
+	descLatency    = prometheus.NewDesc("topicast_delivery_latency_seconds", "Time from a message's publish to its write to a client, sampled on one written batch in eight per connection (millisecond resolution; recoveries excluded).", nil, nil)
+	descPubLat     = prometheus.NewDesc("topicast_publish_latency_seconds", "Time a successful publish call takes on this node (HTTP, clients' pub, sys:stats; a batch counts once): routing, the topic actor, the store's append.", nil, nil)
+	descPubErrors  = prometheus.NewDesc("topicast_publish_errors_total", "Failed publish calls on this node, by error code (as on the wire: unavailable, rate_limited, ...).", []string{"code"}, nil)
+	descStoreErrs  = prometheus.NewDesc("topicast_store_errors_total", "Failures of the history store (Redis unreachable, timeouts); fencing by a newer activation excluded.", nil, nil)
+	descQueue      = prometheus.NewDesc("topicast_outbound_queue_bytes", "Bytes queued for clients and not yet written.", nil, nil)
+	descHistory    = prometheus.NewDesc("topicast_history_messages", "Messages the topic actors of this node retain for recovery.", nil, nil)
+	descPresRemote = prometheus.NewDesc("topicast_presence_remote_messages_total", "Presence messages (changes, events, snapshots) this node's relays and topic actors sent to other nodes.", nil, nil)
+	descPresence   = prometheus.NewDesc("topicast_presence_members", "Presence members (a connection entered in a topic) of this node's connections.", nil, nil)
+	descMembers    = prometheus.NewDesc("topicast_cluster_members", "Cluster members this node sees.", nil, nil)
+	descInfo       = prometheus.NewDesc("topicast_node_info", "The node's name and version (always 1).", []string{"node", "version"}, nil)
+	descTLSReload  = prometheus.NewDesc("topicast_tls_reloads_total", "Loads of the --tls-cert/--tls-key pair after the first (SIGHUP or the files changed), by result: ok, or error (the previous certificate is still served; the log says why).", []string{"result"}, nil)
+	descTLSExpiry  = prometheus.NewDesc("topicast_tls_certificate_expiry_timestamp_seconds", "End of validity of the certificate served on the HTTP and WebTransport listeners, in seconds since 1970.", nil, nil)
 )
 
 // exportedBoundsUs are the latency buckets given to Prometheus, in
@@ -197,7 +198,7 @@ var exportedBoundsUs = []int64{500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 10
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descOpened, descClosed, descSubs, descTopics, descSubTopics,
 		descPublishes, descDeliver, descConflated, descWritten, descDeltaSave, descLatency, descPubLat, descPubErrors, descStoreErrs,
-		descQueue, descHistory, descPresence, descMembers, descInfo, descTLSReload, descTLSExpiry} {
+		descQueue, descHistory, descPresence, descPresRemote, descMembers, descInfo, descTLSReload, descTLSExpiry} {
 		ch <- d
 	}
 }
@@ -240,6 +241,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(st.PendingBytes()))
 	ch <- prometheus.MustNewConstMetric(descHistory, prometheus.GaugeValue, float64(pm.HistoryMessages.Load()))
 	ch <- prometheus.MustNewConstMetric(descPresence, prometheus.GaugeValue, float64(pm.PresenceMembers.Load()))
+	ch <- prometheus.MustNewConstMetric(descPresRemote, prometheus.CounterValue, float64(pm.PresenceRemoteSends.Load()))
 	ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(c.m.cfg.Node.Members()))
 	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, c.m.cfg.Node.Name(), c.m.cfg.Version)
 	if c.m.cfg.TLS != nil {

@@ -335,6 +335,19 @@ func TestCheckDiverged(t *testing.T) {
 	require.Equal(t, map[ViolationKind]int{Diverged: 1}, counts(r))
 	require.Contains(t, r.Examples[Diverged][0].Detail, "n1 F:7, n2 E:2, n3 E:2")
 
+	// A late publish landing while the nodes were asked: one answers the
+	// head after it. That is no divergence; another epoch, or a position
+	// past the late head, still is.
+	b.h.NodeHeads["n1"]["t"] = Pos{"E", 3}
+	b.h.HeadsAfter = map[string]Pos{"t": {"E", 3}}
+	require.Empty(t, counts(Check(b.h)))
+	b.h.NodeHeads["n1"]["t"] = Pos{"E", 4}
+	require.Equal(t, map[ViolationKind]int{Diverged: 1}, counts(Check(b.h)))
+	b.h.NodeHeads["n1"]["t"] = Pos{"F", 3}
+	b.h.HeadsAfter = map[string]Pos{"t": {"F", 3}}
+	require.Equal(t, map[ViolationKind]int{Diverged: 1}, counts(Check(b.h)))
+	b.h.HeadsAfter = nil
+
 	// Concurrent epochs: E acknowledged until 0.5 s, F from 0.1 s to 2 s.
 	b.h.Publishes = []Publish{
 		{ID: MsgID{1, 1}, Topic: "t", Outcome: OutcomeOK, Epoch: "E", Seq: 1, End: 0},

@@ -79,7 +79,9 @@
 //   - unexpected: a failed publish, or one never sent, delivered;
 //   - non-converged: a subscriber not at its topic's head at the end;
 //   - reset-with-redis: any reset or recovered:false with Redis;
-//   - diverged: nodes answering different heads for a topic at the end.
+//   - diverged: nodes answering different heads for a topic at the end
+//     (answers between the head and the head after a late publish are a
+//     head that moved while the nodes were asked, not a divergence).
 //
 // Announced discontinuities (allowed without Redis), messages delivered
 // long after their publish ended, and epochs of one topic acknowledged at

@@ -358,3 +358,62 @@ func TestPresenceFullSetInChunks(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, members-1, p.Count)
 }
+
+// A client that enters and leaves 1,000 times a second meets the command
+// rate limit, then is closed as a flood; nothing is left behind: every
+// join its watchers saw has its leave, the node counts no member, and the
+// topic lists none.
+func TestPresenceChurnIsLimited(t *testing.T) {
+	e := newGuardEnv(t)
+	m := new(transport.NodeMetrics)
+	e.topics = NewLocalTopics(e.system, TopicConfig{Namespaces: presenceNamespaces})
+	e.relays = NewRelays(e.system, e.topics, RelayConfig{JoinTimeout: time.Second, Metrics: m})
+	e.conns = NewConns(e.system, e.topics, e.relays, ConnConfig{MaxMessage: 1024, Namespaces: presenceNamespaces})
+	_, accept := e.guarded(GuardConfig{CommandRate: 100, CommandBurst: 100})
+	watcher := e.connectWith(accept, "")
+	watcher.send(`{"op":"sub","id":1,"topic":"room.churn","presence":true}`)
+	require.Equal(t, "ok", watcher.next(t, 1)[0].Op)
+
+	churner := e.connectWith(accept, "")
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for i := 1; i <= 1000; i++ {
+		<-tick.C
+		if i%2 == 1 {
+			churner.send(fmt.Sprintf(`{"op":"enter","id":%d,"topic":"room.churn"}`, i))
+		} else {
+			churner.send(fmt.Sprintf(`{"op":"leave","id":%d,"topic":"room.churn"}`, i))
+		}
+	}
+	require.Equal(t, DisconnectFlood, churner.sess.WaitClosed(t, 5*time.Second))
+	churner.handler.(interface{ HandleClosed(error) }).HandleClosed(nil)
+	limited := 0
+	for _, f := range churner.sess.WaitFrames(t, 1, time.Second) {
+		if f.Code == "rate_limited" {
+			limited++
+		}
+	}
+	require.Positive(t, limited, "the rate limit answered before the close")
+
+	testutil.Eventually(t, 5*time.Second, func() error {
+		joins, leaves := 0, 0
+		for _, f := range watcher.sess.Frames() {
+			switch testutil.Decode(t, f).Op {
+			case "join":
+				joins++
+			case "leave":
+				leaves++
+			}
+		}
+		if joins == 0 || joins != leaves {
+			return fmt.Errorf("%d joins, %d leaves", joins, leaves)
+		}
+		if n := m.PresenceMembers.Load(); n != 0 {
+			return fmt.Errorf("the node counts %d members", n)
+		}
+		return nil
+	})
+	p, err := e.topics.Presence(t.Context(), "room.churn", 0)
+	require.NoError(t, err)
+	require.Zero(t, p.Count)
+}

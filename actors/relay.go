@@ -180,6 +180,7 @@ func (a *relayActor) Receive(c actor.Context) {
 			// or its node died): join wherever it lives now.
 			a.registered = nil
 			a.members.synced = nil
+			a.view.of = nil // what it sent meanwhile is lost: compare again
 			a.moved(c, msg.Who)
 		}
 	case *actor.DeadLetterResponse:
@@ -442,6 +443,7 @@ func (a *relayActor) onJoined(c actor.Context, msg *actorpb.JoinResponse) {
 				c.Unwatch(a.registered)
 				a.registered = nil
 				a.members.synced = nil
+				a.view.of = nil
 			}
 			if a.staleWait == 0 {
 				a.staleWait = staleRetryFirst

@@ -46,6 +46,9 @@ type relayMembers struct {
 	// acks are the enters to answer once the set is synced: an ok then
 	// means that a presence question asked after it lists the member.
 	acks []enterAck
+	// ever is set once the relay had a member: before, no activation can
+	// hold a set of it.
+	ever bool
 }
 
 type enterAck struct {
@@ -80,6 +83,7 @@ func (a *relayActor) onEnter(c actor.Context, msg *relayEnter) {
 		a.cfg.Metrics.PresenceChanged(a.topic, 1)
 	}
 	a.members.byConn[msg.conn] = msg.member
+	a.members.ever = true
 	if a.inSync() {
 		a.sendPresence(c, &actorpb.PresenceChange{Topic: a.topic, Relay: c.Self(),
 			Entered: []*actorpb.PresenceMember{msg.member}})
@@ -87,9 +91,7 @@ func (a *relayActor) onEnter(c actor.Context, msg *relayEnter) {
 		return
 	}
 	a.members.acks = append(a.members.acks, enterAck{conn: msg.conn, id: msg.id})
-	if a.registered == nil {
-		a.requestRejoin(c) // unless one is in flight
-	}
+	a.requestRejoin(c) // unless one is in flight: its answer syncs
 }
 
 func (a *relayActor) onLeave(c actor.Context, msg *relayLeave) {
@@ -127,10 +129,17 @@ func (a *relayActor) syncMembers(c actor.Context, msg *actorpb.JoinResponse) {
 		return
 	}
 	if msg.Registered || !a.inSync() {
-		if a.members.len() > 0 || !msg.Registered { // a new registration holds nothing to replace
+		// A new registration holds nothing to replace; an old one may
+		// hold a set only if the relay ever had members.
+		if a.members.len() > 0 || (!msg.Registered && a.members.ever) {
 			a.sendFullSet(c)
 		}
 		a.members.synced = a.registered
+	}
+	if msg.Registered {
+		// The activation had dropped the relay, or never had it: the
+		// events it sent meanwhile did not come here.
+		a.view.of = nil
 	}
 	for _, ack := range a.members.acks {
 		_ = ack.conn.Session.Write(wire.AppendOK(nil, ack.id)) // a closed session needs no answer
@@ -208,10 +217,12 @@ func (a *relayActor) followView(c actor.Context) {
 		a.view.timer.Stop()
 		a.view.timer = nil
 	}
-	if !a.view.ready {
-		a.askSnapshot(c)
+	if !a.view.ready && len(a.view.members) == 0 {
+		a.askSnapshot(c) // nothing told yet: the snapshot only starts the view
 		return
 	}
+	// The subscribers were told of members: compare once the other nodes'
+	// relays have had the time to send theirs.
 	of, self, root := a.registered, c.Self(), c.ActorSystem().Root
 	a.view.timer = time.AfterFunc(presenceGrace, func() { root.Send(self, &snapshotDue{of: of}) })
 }
@@ -242,13 +253,17 @@ func (a *relayActor) onPresenceSnapshot(msg *actorpb.PresenceSnapshot) {
 		next[m.Conn] = viewMember{client: m.Client, info: nilIfEmpty(m.Info)}
 	}
 	a.view.snap = nil
-	if a.view.ready {
-		var frames [][]byte
-		for conn, old := range a.view.members {
-			if _, ok := next[conn]; !ok {
-				frames = append(frames, wire.AppendPresenceEvent(nil, wire.OpLeave, a.topic, old.client, conn, nil))
-			}
+	var frames [][]byte
+	for conn, old := range a.view.members {
+		if _, ok := next[conn]; !ok {
+			// Told of and gone (its node died with the topic's, or its
+			// leave went where this relay was not).
+			frames = append(frames, wire.AppendPresenceEvent(nil, wire.OpLeave, a.topic, old.client, conn, nil))
 		}
+	}
+	if a.view.ready {
+		// Joins only against a whole list: before the first snapshot the
+		// subscribers were promised no list, only events.
 		for conn, m := range next {
 			old, ok := a.view.members[conn]
 			switch {
@@ -258,8 +273,8 @@ func (a *relayActor) onPresenceSnapshot(msg *actorpb.PresenceSnapshot) {
 				frames = append(frames, wire.AppendPresenceEvent(nil, wire.OpUpdate, a.topic, m.client, conn, m.info))
 			}
 		}
-		a.writePresence(frames)
 	}
+	a.writePresence(frames)
 	a.view.members, a.view.ready = next, true
 }
 

@@ -86,6 +86,14 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: %w", err)
 	}
+	// No retries inside the client: go-redis sends a command again after
+	// an EOF that followed a complete write, so an append that Redis ran
+	// before dying, retried on a new connection and refused by the dial,
+	// came back as "connection refused", which reads as "nothing sent"
+	// (unsent), and a keyless publish was numbered twice (test/nemesis,
+	// Redis killed mid-append). The first attempt's error is the truth;
+	// the topic actor and the node decide what may be tried again.
+	opts.MaxRetries = -1
 	return &Store{cfg: cfg, rdb: redis.NewClient(opts)}, nil
 }
 

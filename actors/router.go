@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -122,15 +121,7 @@ func (l *LocalTopics) Presence(ctx context.Context, topic string, limit int) (*w
 	if err != nil || !ok || r.Retry {
 		return nil, wire.Errorf(wire.CodeUnavailable, "topic %s did not answer: %v", topic, err)
 	}
-	p := &wire.Presence{Topic: topic, Count: int(r.Count), Members: make([]wire.Member, 0, len(r.Members))}
-	for _, b := range r.Members {
-		var m wire.Member
-		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, fmt.Errorf("topic %s answered a member that is not JSON: %w", topic, err)
-		}
-		p.Members = append(p.Members, m)
-	}
-	return p, nil
+	return DecodePresence(topic, r)
 }
 
 // Publish publishes items in order, one request per run of items to one

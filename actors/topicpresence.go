@@ -2,6 +2,7 @@ package actors
 
 import (
 	"bytes"
+	"encoding/json"
 	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -192,6 +193,20 @@ func (a *topicActor) onPresenceSnapshot(c actor.Context, req *actorpb.PresenceSn
 	}
 	chunk.Last = true
 	a.sendRelay(c, req.Relay, chunk)
+}
+
+// DecodePresence turns a topic actor's PresenceResponse into the presence
+// answer of the protocol; a member that is not JSON is a CodeInternal error.
+func DecodePresence(topic string, r *actorpb.PresenceResponse) (*wire.Presence, error) {
+	p := &wire.Presence{Topic: topic, Count: int(r.Count), Members: make([]wire.Member, 0, len(r.Members))}
+	for _, b := range r.Members {
+		var m wire.Member
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, wire.Errorf(wire.CodeInternal, "topic %s answered a member that is not JSON: %v", topic, err)
+		}
+		p.Members = append(p.Members, m)
+	}
+	return p, nil
 }
 
 // onPresence answers who is in the topic: the count and, ordered by conn,

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -523,15 +522,7 @@ func (n *Node) Presence(ctx context.Context, topic string, limit int) (*wire.Pre
 	if !ok {
 		return nil, wire.Errorf(wire.CodeInternal, "topic %s answered %T", topic, res)
 	}
-	p := &wire.Presence{Topic: topic, Count: int(r.Count), Members: make([]wire.Member, 0, len(r.Members))}
-	for _, b := range r.Members {
-		var m wire.Member
-		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, wire.Errorf(wire.CodeInternal, "topic %s answered a member that is not JSON: %v", topic, err)
-		}
-		p.Members = append(p.Members, m)
-	}
-	return p, nil
+	return actors.DecodePresence(topic, r)
 }
 
 func (n *Node) timeout(ctx context.Context) time.Duration {

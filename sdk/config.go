@@ -58,9 +58,10 @@ type Config struct {
 	// ICEServers are the STUN and TURN servers of WebRTC connections, as
 	// URLs (stun:stun.example.com:3478, turn:turn.example.com?transport=udp;
 	// TURN credentials are not supported). Empty means the ones the server
-	// lists in GET /v1/info (webrtc.iceServers), asked once per server: none
-	// if it lists none or its info cannot be read, which is enough when the
-	// client reaches the server's addresses directly.
+	// lists in GET /v1/info (webrtc.iceServers), asked once per server
+	// (again after a network error): none if it lists none or answers an
+	// error, which is enough when the client reaches the server's
+	// addresses directly.
 	ICEServers []string
 	// KeepFrames sets Message.Frame, the msg frame exactly as the server
 	// sent it, for tools that pass frames on unchanged. It costs a copy of

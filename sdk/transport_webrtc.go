@@ -273,8 +273,9 @@ func errorCodeOfStatus(status int) wire.ErrorCode {
 }
 
 // iceServersFor returns Config.ICEServers or else the ICE servers that the
-// server of rawURL lists in GET /v1/info (webrtc.iceServers), asked once.
-// A server whose info cannot be read gets none: host candidates only.
+// server of rawURL lists in GET /v1/info (webrtc.iceServers), asked until
+// it answers. A server whose info does not list them gets none: host
+// candidates only.
 func (d *rtcDialer) iceServersFor(ctx context.Context, rawURL string) ([]string, error) {
 	if len(d.iceServers) > 0 {
 		return d.iceServers, nil
@@ -292,36 +293,40 @@ func (d *rtcDialer) iceServersFor(ctx context.Context, rawURL string) ([]string,
 	if ok {
 		return servers, nil
 	}
-	servers, err = d.fetchICEServers(ctx, infoURL)
+	servers, answered, err := d.fetchICEServers(ctx, infoURL)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err
 		}
 		d.log.LogAttrs(ctx, slog.LevelDebug, "topicast: no ICE servers from the server's info",
 			slog.String("url", infoURL), slog.Any("err", err))
-		return nil, nil
 	}
-	d.mu.Lock()
-	d.info[infoURL] = servers
-	d.mu.Unlock()
+	if answered {
+		// Its answer, whatever it was, holds until the client closes.
+		d.mu.Lock()
+		d.info[infoURL] = servers
+		d.mu.Unlock()
+	}
 	return servers, nil
 }
 
-func (d *rtcDialer) fetchICEServers(ctx context.Context, infoURL string) ([]string, error) {
+// fetchICEServers asks infoURL for the ICE servers; answered is set when
+// the server answered, even with an error.
+func (d *rtcDialer) fetchICEServers(ctx context.Context, infoURL string) (servers []string, answered bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, infoURL, nil)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	for k, v := range d.header {
 		req.Header[k] = v
 	}
 	resp, err := d.http.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer func() { _ = resp.Body.Close() }() // nothing to report
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", infoURL, resp.Status)
+		return nil, true, fmt.Errorf("GET %s: %s", infoURL, resp.Status)
 	}
 	var info struct {
 		WebRTC *struct {
@@ -329,12 +334,12 @@ func (d *rtcDialer) fetchICEServers(ctx context.Context, infoURL string) ([]stri
 		} `json:"webrtc"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&info); err != nil {
-		return nil, fmt.Errorf("GET %s: %w", infoURL, err)
+		return nil, true, fmt.Errorf("GET %s: %w", infoURL, err)
 	}
 	if info.WebRTC == nil {
-		return nil, fmt.Errorf("GET %s: no webrtc section (is WebRTC off on the server?)", infoURL)
+		return nil, true, fmt.Errorf("GET %s: no webrtc section (is WebRTC off on the server?)", infoURL)
 	}
-	return info.WebRTC.ICEServers, nil
+	return info.WebRTC.ICEServers, true, nil
 }
 
 // rtcChannelConn is a detached data channel: pion/datachannel's
@@ -590,11 +595,8 @@ func closeFrame(frame []byte) (ce *CloseError, ambiguous bool) {
 // parseDisconnectCode reads a close code's name (wire.DisconnectCode's
 // String): "slow_consumer", or "code_4000" for one without a name.
 func parseDisconnectCode(name string) (wire.DisconnectCode, bool) {
-	for _, code := range []wire.DisconnectCode{wire.CloseNormal, wire.CloseGoingAway, wire.CloseTooLarge,
-		wire.CloseUnauthorized, wire.CloseSlowConsumer, wire.CloseProtocolError, wire.CloseRateLimited} {
-		if code.String() == name {
-			return code, true
-		}
+	if code, ok := wire.ParseDisconnectCode(name); ok {
+		return code, true
 	}
 	if n, ok := strings.CutPrefix(name, "code_"); ok {
 		if v, err := strconv.ParseUint(n, 10, 16); err == nil && v >= 1000 {

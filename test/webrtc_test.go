@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,8 @@ import (
 
 	"github.com/topicast/topicast/actors"
 	"github.com/topicast/topicast/internal/server"
+	"github.com/topicast/topicast/internal/testutil"
+	"github.com/topicast/topicast/sdk"
 	"github.com/topicast/topicast/sdk/wire"
 )
 
@@ -27,7 +31,9 @@ type rtcClient struct {
 	dgrams chan string
 }
 
-func dialRTC(t *testing.T, srv *server.Server, query string) *rtcClient {
+// dialRTC connects to srv over WebRTC; editAnswer, if set, changes the
+// server's answer before the client applies it.
+func dialRTC(t *testing.T, srv *server.Server, query string, editAnswer func(string) string) *rtcClient {
 	t.Helper()
 	var se pionwebrtc.SettingEngine
 	se.SetIncludeLoopbackCandidate(true)
@@ -71,6 +77,9 @@ func dialRTC(t *testing.T, srv *server.Server, query string) *rtcClient {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusCreated, resp.StatusCode, "%s", answer)
+	if editAnswer != nil {
+		answer = []byte(editAnswer(string(answer)))
+	}
 	require.NoError(t, pc.SetRemoteDescription(pionwebrtc.SessionDescription{Type: pionwebrtc.SDPTypeAnswer, SDP: string(answer)}))
 	for _, ch := range []chan struct{}{open, dgOpen} {
 		select {
@@ -109,7 +118,7 @@ func (c *rtcClient) next(t *testing.T) string {
 // as webrtc.
 func TestWebRTCThroughTheNode(t *testing.T) {
 	srv := startServer(t, server.Config{StatsInterval: -1, PublishRate: -1, WebRTCUDPAddr: "127.0.0.1:0"})
-	c := dialRTC(t, srv, "")
+	c := dialRTC(t, srv, "", nil)
 	c.send(t, `{"op":"sub","id":1,"topic":"rtc.a"}`+"\n"+`{"op":"sub","id":2,"topic":"rtc.dg","delivery":"datagram"}`)
 	for range 2 {
 		rep, ok := wire.ParseOK([]byte(c.next(t)))
@@ -183,7 +192,7 @@ func TestWebRTCTokens(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "%s", body)
 	require.Contains(t, string(body), `"code":"unauthorized"`)
 
-	c := dialRTC(t, srv, secTokenQuery(secToken(t, "rtc-user", 1500*time.Millisecond, []string{"*"}, nil)))
+	c := dialRTC(t, srv, secTokenQuery(secToken(t, "rtc-user", 1500*time.Millisecond, []string{"*"}, nil)), nil)
 	c.send(t, `{"op":"sub","id":1,"topic":"rtc.t"}`)
 	_, ok := wire.ParseOK([]byte(c.next(t)))
 	require.True(t, ok)
@@ -194,4 +203,74 @@ func TestWebRTCTokens(t *testing.T) {
 			return
 		}
 	}
+}
+
+// TestWebRTCLossDatagramVsReliable is TestWTLossDatagramVsStream over
+// WebRTC: through a relay that drops 5% of the UDP packets each way and
+// delays each by 10 ms, the reliable channel's topic arrives complete and
+// in order and the datagram channel's newest value keeps arriving. The
+// answer's candidate is rewritten to the relay's port, as a 1:1 NAT would
+// show it; the server learns the relay's address from its checks.
+func TestWebRTCLossDatagramVsReliable(t *testing.T) {
+	testutil.SkipIfShort(t)
+	const (
+		loss     = 0.05
+		delay    = 10 * time.Millisecond
+		rate     = 200
+		duration = 5 * time.Second
+	)
+	srv := startServer(t, server.Config{StatsInterval: -1, PublishRate: -1, WebRTCUDPAddr: "127.0.0.1:0"})
+	relay := newLossyUDPRelay(t, srv.WebRTCUDPAddr(), loss, delay)
+	_, serverPort, err := net.SplitHostPort(srv.WebRTCUDPAddr())
+	require.NoError(t, err)
+	_, relayPort, err := net.SplitHostPort(relay.proxy.LocalAddr().String())
+	require.NoError(t, err)
+	c := dialRTC(t, srv, "", func(answer string) string {
+		return strings.ReplaceAll(answer, " "+serverPort+" typ host", " "+relayPort+" typ host")
+	})
+	var closed atomic.Bool
+	c.pc.OnConnectionStateChange(func(s pionwebrtc.PeerConnectionState) {
+		if s == pionwebrtc.PeerConnectionStateFailed || s == pionwebrtc.PeerConnectionStateClosed {
+			closed.Store(true)
+		}
+	})
+	dg, st := &lossTopic{name: "loss.datagram"}, &lossTopic{name: "loss.stream"}
+	c.send(t, `{"op":"sub","id":1,"topic":"loss.datagram","delivery":"datagram"}`+"\n"+`{"op":"sub","id":2,"topic":"loss.stream"}`)
+	for range 2 {
+		_, ok := wire.ParseOK([]byte(c.next(t)))
+		require.True(t, ok)
+	}
+	done := make(chan struct{})
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		for {
+			var f string
+			select {
+			case f = <-c.frames:
+			case f = <-c.dgrams:
+			case <-done:
+				return
+			}
+			var m struct {
+				Topic string          `json:"topic"`
+				Seq   uint64          `json:"seq"`
+				Data  json.RawMessage `json:"data"`
+			}
+			if json.Unmarshal([]byte(f), &m) != nil || m.Seq == 0 {
+				continue // a ping
+			}
+			msg := sdk.Message{Topic: m.Topic, Seq: m.Seq, Data: m.Data}
+			if m.Topic == dg.name {
+				dg.handle(msg)
+			} else {
+				st.handle(msg)
+			}
+		}
+	}()
+	res := runLossWorkload(t, srv, dg, st, rate, duration)
+	close(done)
+	<-dispatched
+	require.False(t, closed.Load(), "the peer connection broke")
+	res.check(t, relay, loss, delay, rate)
 }

@@ -70,16 +70,23 @@ func FuzzDecodePublishBody(f *testing.F) {
 		` { "data" : [1, {"a":"}]"}] , "key":"k1", "topic" : "game.1" } `, `{"topic":"a","data":"x\"y"}`,
 		`{"topic":"a","data":1,"topic":"b"}`, `{"Topic":"a","data":1}`, `{"topic":"a","data":1}x`,
 		`{"topic":"a","data":tru}`, `{"topic":"sys:x","data":1}`, `{"topic":"a","data":null}`,
+		` { "messages" : [ {"data":2,"topic":"a"} , {"topic":"a","data":"x","key":"k"} ] } `,
+		`{"messages":[{"topic":"a","data":1}],"topic":"b"}`, `{"messages":[{"topic":"a","data":1},]}`,
+		`{"messages":[{"topic":"a","data":1,"extra":1}]}`, `{"messages":[{"topic":"sys:a","data":1}]}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if fast, ok := decodeSinglePublish(body, 256, false); ok {
+		if fast, fastBatch, ok := decodeFastPublish(body, 256, false); ok {
 			// The fast path may only accept what encoding/json accepts, and
 			// must read it the same.
 			slow, batch, err := decodePublishBodyJSON(body, 256, false)
-			if err != nil || batch || len(slow) != 1 || slow[0].Topic != fast.Topic || slow[0].Key != fast.Key || string(slow[0].Data) != string(fast.Data) {
-				t.Fatalf("fast path read %q as %+v; encoding/json: %+v, batch %v, %v", body, fast, slow, batch, err)
+			same := err == nil && batch == fastBatch && len(slow) == len(fast)
+			for i := 0; same && i < len(slow); i++ {
+				same = slow[i].Topic == fast[i].Topic && slow[i].Key == fast[i].Key && string(slow[i].Data) == string(fast[i].Data)
+			}
+			if !same {
+				t.Fatalf("fast path read %q as %+v (batch %v); encoding/json: %+v, batch %v, %v", body, fast, fastBatch, slow, batch, err)
 			}
 		}
 		items, _, err := DecodePublishBody(body, 256, false)

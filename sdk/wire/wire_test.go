@@ -189,30 +189,36 @@ func TestPeekID(t *testing.T) {
 	}
 }
 
-func TestDecodeSinglePublishTakesTheCommonBodies(t *testing.T) {
+func TestDecodeFastPublishTakesTheCommonBodies(t *testing.T) {
 	for body, want := range map[string]PublishItem{
 		`{"topic":"a","data":1}`: {Topic: "a", Data: []byte(`1`)},
 		` { "data" : [1, {"a":"}]"}] , "key":"k1", "topic" : "g.1" } `: {Topic: "g.1", Data: []byte(`[1,{"a":"}]"}]`), Key: "k1"},
 		`{"topic":"a","data":"x\"y"}`:                                  {Topic: "a", Data: []byte(`"x\"y"`)},
 		`{"topic":"a","data":null}`:                                    {Topic: "a", Data: []byte(`null`)},
 	} {
-		got, ok := decodeSinglePublish([]byte(body), 256, false)
-		if !ok {
-			t.Errorf("%s: not taken by the fast path", body)
+		items, batch, ok := decodeFastPublish([]byte(body), 256, false)
+		if !ok || batch || len(items) != 1 {
+			t.Errorf("%s: not taken by the fast path as one message", body)
 			continue
 		}
+		got := items[0]
 		if got.Topic != want.Topic || got.Key != want.Key || string(got.Data) != string(want.Data) {
 			t.Errorf("%s: got %+v, want %+v", body, got, want)
 		}
+	}
+	items, batch, ok := decodeFastPublish([]byte(` {"messages": [{"topic":"a","data":1},{"data":[2],"topic":"a","key":"k"},{"topic":"b","data":"3"}]}`), 256, false)
+	if !ok || !batch || len(items) != 3 || items[1].Key != "k" || string(items[2].Data) != `"3"` || items[2].Topic != "b" {
+		t.Errorf("a batch: %+v, batch %v, ok %v", items, batch, ok)
 	}
 	// Everything else goes to encoding/json, which owns the answer.
 	for _, body := range []string{
 		`{"topic":"a","data":1,"topic":"b"}`, `{"Topic":"a","data":1}`, `{"topic":"a","data":1}x`,
 		`{"topic":"a","data":tru}`, `{"topic":"sys:x","data":1}`, `{"topic":"a\u0062","data":1}`,
-		`{"topic":"a","data":1,"extra":2}`, `{"messages":[{"topic":"a","data":1}]}`, `{"topic":"a"}`,
+		`{"topic":"a","data":1,"extra":2}`, `{"topic":"a"}`, `{"messages":[]}`, `{"messages":[{"topic":"a","data":1}],"x":1}`,
+		`{"messages":[{"topic":"a","data":1},{"topic":"a","data":1,"topic":"b"}]}`, `{"messages":[{"topic":"a","data":1}]`,
 		`{"topic":"a","data":[1,2}`, `{"data":"000000\`, `{"topic":"a","data":"` + strings.Repeat("x", 300) + `"}`, `[]`, ``,
 	} {
-		if _, ok := decodeSinglePublish([]byte(body), 256, false); ok {
+		if _, _, ok := decodeFastPublish([]byte(body), 256, false); ok {
 			t.Errorf("%s: taken by the fast path", body)
 		}
 	}

@@ -23,7 +23,23 @@ func FuzzDecodeCommand(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	for _, s := range []string{
+		` { "data" : [1, {"a":"}]"}] , "topic":"t.1", "op" : "pub" } `, `{"op":"pub","id":1,"topic":"a","data":1,"id":2}`,
+		`{"op":"pub","id":0,"topic":"a","data":1}`, `{"op":"pub","id":1.0,"topic":"a","data":1}`,
+		`{"op":"pub","id":1,"topic":"a","data":tru}`, `{"op":"pub","topic":"a b","data":1}`, `{"Op":"pub","topic":"a","data":1}`,
+	} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		if fast, ok := decodeFastPub(frame, 1024); ok {
+			// The fast path may only accept what encoding/json accepts, and
+			// must read it the same.
+			slow, err := decodeCommandJSON(frame, 1024)
+			if err != nil || slow.Op != fast.Op || slow.ID != fast.ID || slow.Topic != fast.Topic || string(slow.Data) != string(fast.Data) ||
+				slow.Since != nil || slow.Token != "" || slow.Info != nil {
+				t.Fatalf("fast path read %q as %+v; encoding/json: %+v, %v", frame, fast, slow, err)
+			}
+		}
 		cmd, err := DecodeCommand(frame, 1024)
 		if err != nil {
 			e := AsError(err)

@@ -136,6 +136,90 @@ func parsePublishObject(body []byte, i int, prevTopic string, maxData int, allow
 	return item, i + 1, true
 }
 
+// decodeFastPub is DecodeCommand's fast path for the frame a publishing
+// client sends most, {"op":"pub","id":N,"topic":"t","data":<JSON>}: keys
+// spelled exactly so, each once, in any order, op and topic without
+// escapes, id digits only (or absent). It answers only what it accepts;
+// anything else, an error included, goes to encoding/json. FuzzDecodeCommand
+// checks both paths agree on every frame the fast one accepts.
+func decodeFastPub(frame []byte, maxData int) (*Command, bool) {
+	var op, id, topic, data []byte
+	i := skipSpace(frame, 0)
+	if i >= len(frame) || frame[i] != '{' {
+		return nil, false
+	}
+	i = skipSpace(frame, i+1)
+	for {
+		name, next, ok := plainString(frame, i)
+		if !ok {
+			return nil, false
+		}
+		i = skipSpace(frame, next)
+		if i >= len(frame) || frame[i] != ':' {
+			return nil, false
+		}
+		i = skipSpace(frame, i+1)
+		var field *[]byte
+		str := false // a string without escapes; else any value
+		switch string(name) {
+		case "op":
+			field, str = &op, true
+		case "topic":
+			field, str = &topic, true
+		case "id":
+			field = &id
+		case "data":
+			field = &data
+		default:
+			return nil, false
+		}
+		if *field != nil {
+			return nil, false
+		}
+		if str {
+			*field, i, ok = plainString(frame, i)
+		} else {
+			start := i
+			i, ok = skipValue(frame, i)
+			*field = frame[start:i]
+		}
+		if !ok {
+			return nil, false
+		}
+		i = skipSpace(frame, i)
+		if i >= len(frame) {
+			return nil, false
+		}
+		if frame[i] == '}' {
+			break
+		}
+		if frame[i] != ',' {
+			return nil, false
+		}
+		i = skipSpace(frame, i+1)
+	}
+	if skipSpace(frame, i+1) != len(frame) || string(op) != OpPub || topic == nil || len(data) == 0 {
+		return nil, false
+	}
+	cmd := &Command{Op: OpPub, Topic: string(topic)}
+	if id != nil {
+		n, ok := parseUint(id)
+		if !ok || n == 0 {
+			return nil, false
+		}
+		cmd.ID = n
+	}
+	if ValidateTopic(cmd.Topic) != nil {
+		return nil, false
+	}
+	compact, err := CompactData(data, maxData)
+	if err != nil {
+		return nil, false
+	}
+	cmd.Data = compact
+	return cmd, true
+}
+
 func skipSpace(b []byte, i int) int {
 	for i < len(b) {
 		switch b[i] {

@@ -297,3 +297,29 @@ func TestCheckPublishItemIsTheBodyCheck(t *testing.T) {
 	require.Equal(t, CodeBadRequest, AsError(CheckBatchLen(0)).Code)
 	require.Equal(t, CodeBadRequest, AsError(CheckBatchLen(MaxBatch+1)).Code)
 }
+
+func TestDecodeFastPubTakesTheCommonFrames(t *testing.T) {
+	for frame, want := range map[string]Command{
+		`{"op":"pub","id":3,"topic":"chat","data":{"a":[1, 2]}}`:      {Op: OpPub, ID: 3, Topic: "chat", Data: []byte(`{"a":[1,2]}`)},
+		` {"data":"x\"y","topic":"t.1","op":"pub"} `:                  {Op: OpPub, Topic: "t.1", Data: []byte(`"x\"y"`)},
+		`{"topic":"t","id":18446744073709551615,"op":"pub","data":1}`: {Op: OpPub, ID: 18446744073709551615, Topic: "t", Data: []byte(`1`)},
+	} {
+		got, ok := decodeFastPub([]byte(frame), 1024)
+		if !ok {
+			t.Errorf("%s: not taken by the fast path", frame)
+			continue
+		}
+		if got.Op != want.Op || got.ID != want.ID || got.Topic != want.Topic || string(got.Data) != string(want.Data) {
+			t.Errorf("%s: got %+v, want %+v", frame, got, want)
+		}
+	}
+	for _, frame := range []string{
+		`{"op":"sub","id":1,"topic":"a"}`, `{"op":"pub","id":1,"topic":"a"}`, `{"op":"pub","id":0,"topic":"a","data":1}`,
+		`{"op":"pub","id":1,"topic":"a","data":1,"extra":2}`, `{"op":"pub","id":"1","topic":"a","data":1}`,
+		`{"op":"pub","topic":"a","data":[1}`, `{"op":"pub","topic":"sys:x","data":1}x`, `{"op":"pub","topic":"a\u0062","data":1}`,
+	} {
+		if _, ok := decodeFastPub([]byte(frame), 1024); ok {
+			t.Errorf("%s: taken by the fast path", frame)
+		}
+	}
+}

@@ -44,7 +44,7 @@ type NodeMetrics struct {
 	// (idempotent repeats excluded).
 	Publishes atomic.Uint64
 	// Deliveries counts the msg frames the outbound writers wrote to
-	// clients (WebSocket, WebTransport streams, SSE). Long-poll answers and
+	// clients (WebSocket, WebTransport streams, WebRTC channels, SSE). Long-poll answers and
 	// datagrams are not counted.
 	Deliveries atomic.Uint64
 	// Conflated counts the messages of latest-value subscriptions that a

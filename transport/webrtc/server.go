@@ -374,7 +374,11 @@ func (s *Server) answer(r *http.Request, offer string) (*peer, string, error) {
 		log: s.log.With(slog.String("conn_id", id)),
 	}
 	p.isPending.Store(true)
+	// Set before p is shared with any goroutine: the callbacks and close
+	// read it.
+	p.timer = time.AfterFunc(s.cfg.ConnectTimeout, p.expire)
 	if !s.track(p) {
+		p.timer.Stop()
 		p.release()
 		_ = pc.Close()
 		return nil, "", wire.Errorf(wire.CodeUnavailable, "the server is shutting down")
@@ -386,7 +390,6 @@ func (s *Server) answer(r *http.Request, offer string) (*peer, string, error) {
 		p.close()
 		return nil, "", err
 	}
-	p.timer = time.AfterFunc(s.cfg.ConnectTimeout, p.expire)
 	return p, answer, nil
 }
 

@@ -109,9 +109,7 @@ func (p *peer) release() {
 // close closes the peer connection, once, and forgets it.
 func (p *peer) close() {
 	p.closeOnce.Do(func() {
-		if p.timer != nil {
-			p.timer.Stop()
-		}
+		p.timer.Stop()
 		p.release()
 		if err := p.pc.Close(); err != nil {
 			p.log.LogAttrs(context.Background(), slog.LevelDebug, "webrtc: closing the peer connection", slog.Any("err", err))
@@ -202,9 +200,7 @@ func (p *peer) openSession(dc *webrtc.DataChannel) {
 	p.sess = ss
 	p.mu.Unlock()
 	p.release()
-	if p.timer != nil {
-		p.timer.Stop()
-	}
+	p.timer.Stop()
 	if !s.sessionOpened(ss) {
 		ss.Close(transport.DisconnectShutdown)
 		ss.Wait()

@@ -26,11 +26,14 @@ COPY --from=build /out/topicast /topicast
 USER nonroot:nonroot
 # 8080: HTTP (WebSocket, SSE, polling, POST /v1/publish, /metrics, /readyz).
 # 4433/udp: WebTransport, when enabled with --wt and a certificate.
+# 4434/udp: WebRTC, when enabled with --webrtc-udp 0.0.0.0:4434 and
+# --webrtc-public-ip (the address clients reach, not the container's).
 # 7101-7102: a cluster address (--cluster-addr) and, with --peers, the port
 # after it; reachable between nodes only, never from clients.
-EXPOSE 8080/tcp 4433/udp 7101/tcp 7102/tcp
+EXPOSE 8080/tcp 4433/udp 4434/udp 7101/tcp 7102/tcp
 ENTRYPOINT ["/topicast", "serve"]
 # A single node listening on every interface. WebTransport is off: its
 # development certificate is for loopback; give --tls-cert/--tls-key and
-# --wt 0.0.0.0:4433 to serve it. Compose replaces these flags per node.
-CMD ["--http", "0.0.0.0:8080", "--wt", "off", "--log-format", "json"]
+# --wt 0.0.0.0:4433 to serve it. WebRTC is off too: its candidates would
+# name the container's own address. Compose replaces these flags per node.
+CMD ["--http", "0.0.0.0:8080", "--wt", "off", "--webrtc", "off", "--log-format", "json"]

@@ -138,7 +138,7 @@ func TestDrain(t *testing.T) {
 	testutil.SkipIfShort(t)
 	bin := buildTopicast(t)
 	const drainTimeout = 10 * time.Second
-	p := startProcess(t, bin, "--http", "127.0.0.1:0", "--wt", "off", "--publish-rate", "0",
+	p := startProcess(t, bin, "--http", "127.0.0.1:0", "--wt", "off", "--webrtc", "off", "--publish-rate", "0",
 		"--drain-timeout", drainTimeout.String())
 
 	const conns, topics, batches, perBatch = 200, 4, 20, 25

@@ -146,7 +146,7 @@ func TestTLSServeAndReload(t *testing.T) {
 	first := ca.Issue(t, testutil.LeafOptions{})
 	files.write(t, first)
 	bin := buildTopicast(t)
-	p := startProcess(t, bin, "--http", "127.0.0.1:0", "--wt", "127.0.0.1:0",
+	p := startProcess(t, bin, "--http", "127.0.0.1:0", "--wt", "127.0.0.1:0", "--webrtc-udp", "127.0.0.1:0",
 		"--tls-cert", files.cert, "--tls-key", files.key)
 	probe := tlsProbe{t: t, ca: ca, addr: p.addr}
 	require.Equal(t, 1, p.countLogs("listening", "http", "https://"+p.addr, "ws", "wss://"+p.addr+"/ws"))
@@ -308,7 +308,7 @@ func TestTLSBadFilesStopServe(t *testing.T) {
 			f := c.prepare(newTLSFiles(t))
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, bin, "serve", "--http", "127.0.0.1:0", "--wt", "off",
+			out, err := exec.CommandContext(ctx, bin, "serve", "--http", "127.0.0.1:0", "--wt", "off", "--webrtc", "off",
 				"--tls-cert", f.cert, "--tls-key", f.key).CombinedOutput()
 			var exit *exec.ExitError
 			require.ErrorAs(t, err, &exit, "serve must exit with an error; output:\n%s", out)

@@ -11,7 +11,7 @@ import (
 
 // Transport names of SessionInfo.Transport, in the order of the per-transport
 // counters. A name not listed counts as "other".
-var TransportNames = [...]string{"ws", "wt", "sse", "poll", "grpc", "other"}
+var TransportNames = [...]string{"ws", "wt", "sse", "poll", "grpc", "webrtc", "other"}
 
 const numTransports = len(TransportNames)
 
@@ -27,6 +27,8 @@ func transportIndex(name string) int {
 		return 3
 	case "grpc":
 		return 4
+	case "webrtc":
+		return 5
 	}
 	return numTransports - 1
 }

@@ -81,7 +81,7 @@ func TestSubscribedAndTopTopics(t *testing.T) {
 	m.Subscribed("sse", "c", -1)
 	m.Subscribed("carrier-pigeon", "d", 1)
 	subs := m.Subscriptions()
-	require.Equal(t, [numTransports]int64{2, 1, 0, 0, 0, 1}, subs)
+	require.Equal(t, [numTransports]int64{2, 1, 0, 0, 0, 0, 1}, subs)
 	top, total := m.TopTopics(2)
 	require.Equal(t, 3, total)
 	require.Equal(t, []TopicSubscribers{{"a", 2}, {"b", 1}}, top)
@@ -89,8 +89,8 @@ func TestSubscribedAndTopTopics(t *testing.T) {
 	m.ConnOpened("ws")
 	m.ConnOpened("poll")
 	m.ConnClosed("ws")
-	require.Equal(t, [numTransports]int64{0, 0, 0, 1, 0, 0}, m.Conns())
-	require.Equal(t, [numTransports]uint64{1, 0, 0, 1, 0}, m.Opened())
+	require.Equal(t, [numTransports]int64{0, 0, 0, 1, 0, 0, 0}, m.Conns())
+	require.Equal(t, [numTransports]uint64{1, 0, 0, 1, 0, 0}, m.Opened())
 }
 
 // BenchmarkCountWritten measures what a writer adds per batch for the

@@ -19,6 +19,7 @@ import (
 	"github.com/topicast/topicast/sdk/wire"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/httpapi"
+	"github.com/topicast/topicast/transport/webrtc"
 	"github.com/topicast/topicast/transport/websocket"
 	"github.com/topicast/topicast/transport/webtransport"
 )
@@ -48,8 +49,8 @@ func NewMain(stdout, stderr io.Writer) *Main {
 // ParseFlags reads the serve flags into the server's config.
 func (m *Main) ParseFlags(args []string) error {
 	c := &m.cfg
-	var apiKeys, origins stringList
-	var wt, tlsCert, tlsKey, grpc string
+	var apiKeys, origins, iceServers, publicIPs stringList
+	var wt, rtc, tlsCert, tlsKey, grpc string
 	var tokenSecret, tokenSecretFile string
 	fs := flag.NewFlagSet("topicast serve", flag.ContinueOnError)
 	fs.SetOutput(m.stderr)
@@ -72,6 +73,10 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", websocket.DefaultWriteTimeout, "bound of one write to a client; hitting it closes the client (4008)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "how long shutdown waits for clients to be closed")
 	fs.StringVar(&wt, "wt", webtransport.DefaultAddr, `WebTransport (HTTP/3, UDP) listen address, or "off"`)
+	fs.StringVar(&rtc, "webrtc", "on", "WebRTC data channels for clients (offers on POST /v1/webrtc, one UDP port for every peer): on or off")
+	fs.StringVar(&c.WebRTCUDPAddr, "webrtc-udp", webrtc.DefaultUDPAddr, "UDP listen address that every WebRTC peer connection shares (the one port to open for WebRTC)")
+	fs.Var(&iceServers, "webrtc-ice-server", "STUN or TURN URL that WebRTC clients use behind NAT, reported by /v1/info (repeatable; none is needed on loopback or a LAN)")
+	fs.Var(&publicIPs, "webrtc-public-ip", "public IP address that replaces the host's in WebRTC candidates, behind a 1:1 NAT (repeatable)")
 	fs.StringVar(&grpc, "grpc", "on", "gRPC API for services (topicast.v1.Publisher: gRPC, gRPC-Web and Connect) on the HTTP port, over HTTP/2 (cleartext, or TLS with --tls-cert): on or off")
 	fs.StringVar(&tlsCert, "tls-cert", "", "certificate chain (PEM, leaf first): --http then serves HTTPS/WSS (HTTP/2 on) and WebTransport uses it; reloaded on SIGHUP and when the files change. Without it --http is plain HTTP and WebTransport makes a development certificate (loopback only)")
 	fs.StringVar(&tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
@@ -124,6 +129,17 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if wt != "off" {
 		c.WTAddr = wt
+	}
+	switch rtc {
+	case "on":
+		if c.WebRTCUDPAddr == "" {
+			return &exitError{2, errors.New("--webrtc-udp must be a UDP address host:port with --webrtc on")}
+		}
+		c.WebRTCICEServers, c.WebRTCPublicIPs = iceServers, publicIPs
+	case "off":
+		c.WebRTCUDPAddr = ""
+	default:
+		return &exitError{2, fmt.Errorf("--webrtc must be on or off, got %q", rtc)}
 	}
 	switch grpc {
 	case "on":

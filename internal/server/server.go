@@ -28,6 +28,7 @@ import (
 	"github.com/topicast/topicast/transport/httpapi"
 	"github.com/topicast/topicast/transport/poll"
 	"github.com/topicast/topicast/transport/sse"
+	"github.com/topicast/topicast/transport/webrtc"
 	"github.com/topicast/topicast/transport/websocket"
 	"github.com/topicast/topicast/transport/webtransport"
 )
@@ -73,6 +74,15 @@ type Config struct {
 	AllowedOrigins []string
 	// WTAddr is the UDP address of WebTransport (HTTP/3); empty disables it.
 	WTAddr string
+	// WebRTCUDPAddr is the UDP address every WebRTC peer connection shares;
+	// empty disables WebRTC (POST /v1/webrtc answers 404).
+	WebRTCUDPAddr string
+	// WebRTCICEServers are the STUN and TURN URLs WebRTC clients should
+	// use, reported by /v1/info.
+	WebRTCICEServers []string
+	// WebRTCPublicIPs replace the address of the server's WebRTC
+	// candidates behind a 1:1 NAT.
+	WebRTCPublicIPs []string
 	// TLS serves the certificate of --tls-cert and --tls-key, reloaded
 	// while the server runs, on the HTTP listener (HTTPS with HTTP/2) and
 	// on WebTransport. Nil means plain HTTP, and a development certificate
@@ -101,6 +111,7 @@ type Server struct {
 	ka     *transport.Keepalive
 	http   *http.Server
 	wt     *webtransport.Server
+	rtc    *webrtc.Server
 	ws     *websocket.Handler
 	ln     net.Listener
 	served chan error
@@ -126,6 +137,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	w := s.sessionWiring()
 	if err := s.startWebTransport(ctx, w); err != nil {
+		s.abort()
+		return nil, err
+	}
+	if err := s.startWebRTC(w); err != nil {
 		s.abort()
 		return nil, err
 	}
@@ -251,6 +266,40 @@ func (s *Server) startWebTransport(ctx context.Context, w wiring) error {
 	return nil
 }
 
+// startWebRTC listens on the UDP address of WebRTC, if WebRTCUDPAddr is
+// set; its offers come to POST /v1/webrtc.
+func (s *Server) startWebRTC(w wiring) error {
+	if s.cfg.WebRTCUDPAddr == "" {
+		return nil
+	}
+	var authorize func(*http.Request) error
+	if v := s.guard.Verifier(); v != nil {
+		authorize = func(r *http.Request) error { return v.AuthorizeRequest(r, nil) }
+	}
+	rtc, err := webrtc.New(webrtc.Config{
+		UDPAddr:         s.cfg.WebRTCUDPAddr,
+		Accept:          w.accept,
+		CheckOrigin:     w.origins.Allow,
+		TokensRequired:  s.guard.TokensRequired(),
+		Authorize:       authorize,
+		Conns:           s.guard.Conns,
+		MaxConns:        s.cfg.Guard.MaxConns,
+		PublicIPs:       s.cfg.WebRTCPublicIPs,
+		ICEServers:      s.cfg.WebRTCICEServers,
+		MaxMessage:      w.maxMessage,
+		MaxPendingBytes: s.cfg.MaxQueue,
+		WriteTimeout:    s.cfg.WriteTimeout,
+		Keepalive:       s.ka,
+		NodeState:       w.state,
+		Logger:          s.logger,
+	})
+	if err != nil {
+		return fmt.Errorf("webrtc on %s: %w", s.cfg.WebRTCUDPAddr, err)
+	}
+	s.rtc = rtc
+	return nil
+}
+
 // routes returns the mux of the HTTP port: WebSocket, the HTTP API, SSE,
 // polling, the web client, metrics and, when asked for, pprof.
 func (s *Server) routes(w wiring) (*http.ServeMux, error) {
@@ -268,6 +317,9 @@ func (s *Server) routes(w wiring) (*http.ServeMux, error) {
 	mux.Handle("GET /ws", s.ws)
 	api := s.httpAPI(w)
 	api.Register(mux)
+	if s.rtc != nil {
+		mux.Handle("POST "+webrtc.Path, api.CORS(s.rtc))
+	}
 	s.routeHTTPClients(mux, api, w)
 	s.routeGRPC(mux, api, w)
 	web, err := fs.Sub(webFS, "web")
@@ -462,6 +514,9 @@ func (s *Server) logListening() {
 		}
 		attrs = append(attrs, slog.String("grpc", scheme+addr+"/topicast.v1.Publisher/"))
 	}
+	if s.rtc != nil {
+		attrs = append(attrs, slog.String("webrtc_udp", s.rtc.UDPAddr().String()))
+	}
 	if s.wt != nil {
 		attrs = append(attrs, slog.String("wt", s.wt.URL()))
 		if h := s.wt.CertHash(); h != "" {
@@ -500,6 +555,9 @@ func (s *Server) abort() {
 	if s.ws != nil {
 		_ = s.ws.Close()
 	}
+	if s.rtc != nil {
+		_ = s.rtc.Close()
+	}
 	s.ka.Close()
 	_ = s.ln.Close()
 }
@@ -518,6 +576,8 @@ type Info struct {
 	Version      string  `json:"version"`
 	Node         string  `json:"node"`
 	WebTransport *WTInfo `json:"webtransport"`
+	// WebRTC is nil when WebRTC is off.
+	WebRTC *WebRTCInfo `json:"webrtc,omitempty"`
 	// Namespaces in force, in order (the first whose pattern matches a
 	// topic decides), with every option's effective value.
 	Namespaces []NamespaceInfo `json:"namespaces"`
@@ -567,11 +627,23 @@ type WTInfo struct {
 	CertHash string `json:"certHash,omitempty"`
 }
 
+// WebRTCInfo tells clients how to reach WebRTC.
+type WebRTCInfo struct {
+	// URL is where offers go, relative to the server's URL: the
+	// signalling uses the HTTP server the client already reached.
+	URL string `json:"url"`
+	// ICEServers are the STUN and TURN URLs to give the peer connection.
+	ICEServers []string `json:"iceServers"`
+}
+
 // Info returns what GET /v1/info answers.
 func (s *Server) Info() any {
 	info := Info{Version: cluster.Version, Node: s.node.Name(), Namespaces: s.namespacesInfo()}
 	if s.wt != nil {
 		info.WebTransport = &WTInfo{URL: s.wt.URL(), CertHash: s.wt.CertHash()}
+	}
+	if s.rtc != nil {
+		info.WebRTC = &WebRTCInfo{URL: webrtc.Path, ICEServers: append([]string{}, s.rtc.ICEServers()...)}
 	}
 	return info
 }
@@ -612,6 +684,11 @@ func (s *Server) close() error {
 	if s.wt != nil {
 		if err := s.wt.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("webtransport: %w", err))
+		}
+	}
+	if s.rtc != nil {
+		if err := s.rtc.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("webrtc: %w", err))
 		}
 	}
 	s.ka.Close()

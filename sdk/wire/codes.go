@@ -155,3 +155,15 @@ func (c DisconnectCode) Reconnect() bool {
 	}
 	return true
 }
+
+// ParseDisconnectCode returns the close code named name (as String names
+// them), and false for a name that is not one of the protocol's codes.
+func ParseDisconnectCode(name string) (DisconnectCode, bool) {
+	for _, c := range [...]DisconnectCode{CloseNormal, CloseGoingAway, CloseTooLarge, CloseUnauthorized,
+		CloseSlowConsumer, CloseProtocolError, CloseRateLimited} {
+		if c.String() == name {
+			return c, true
+		}
+	}
+	return 0, false
+}

@@ -218,3 +218,35 @@ func AppendSubCommand(dst []byte, cmd *Command) []byte {
 	}
 	return append(dst, '}')
 }
+
+// AppendCloseFrame appends the frame that announces a close over a
+// transport without close codes of its own (WebRTC data channels): an
+// error frame with no id and no topic whose code is the close code's name,
+// {"op":"error","code":"slow_consumer","message":"..."}.
+func AppendCloseFrame(dst []byte, code DisconnectCode, reason string) []byte {
+	dst = append(dst, errorHead...)
+	dst = append(dst, codeSep...)
+	dst = append(dst, code.String()...)
+	dst = append(dst, messageSep...)
+	dst = AppendString(dst, reason)
+	return append(dst, '}')
+}
+
+// ParseCloseFrame parses a frame made by AppendCloseFrame, and reports
+// false for anything else (an error that answers a command or ends a
+// subscription, say).
+func ParseCloseFrame(frame []byte) (code DisconnectCode, reason string, ok bool) {
+	r := frameReader{b: frame}
+	if !r.lit(errorHead) || !r.lit(codeSep) {
+		return 0, "", false
+	}
+	name := r.name()
+	r.expect(messageSep)
+	reason = r.str()
+	r.expect("}")
+	if !r.end() {
+		return 0, "", false
+	}
+	code, ok = ParseDisconnectCode(string(name))
+	return code, reason, ok
+}

@@ -258,3 +258,46 @@ func FuzzParseError(f *testing.F) {
 		}
 	})
 }
+
+func TestCloseFrame(t *testing.T) {
+	for _, c := range []DisconnectCode{CloseNormal, CloseGoingAway, CloseTooLarge, CloseUnauthorized,
+		CloseSlowConsumer, CloseProtocolError, CloseRateLimited} {
+		f := AppendCloseFrame(nil, c, "why \"not\"")
+		code, reason, ok := ParseCloseFrame(f)
+		if !ok || code != c || reason != `why "not"` {
+			t.Fatalf("%s: %q parsed as %v %q %v", c, f, code, reason, ok)
+		}
+		if e, ok := ParseError(f); !ok || e.ID != 0 || e.Topic != "" {
+			t.Fatalf("%q is not an error frame without id and topic: %+v", f, e)
+		}
+	}
+	for _, f := range []string{
+		`{"op":"error","id":1,"code":"unauthorized","message":"x"}`,
+		`{"op":"error","topic":"a","code":"unauthorized","message":"x"}`,
+		`{"op":"error","code":"bad_request","message":"x"}`,
+		`{"op":"error","code":"going_away","message":"x"} `,
+	} {
+		if c, _, ok := ParseCloseFrame([]byte(f)); ok {
+			t.Fatalf("%s parsed as close %v", f, c)
+		}
+	}
+	if _, ok := ParseDisconnectCode("code_4000"); ok {
+		t.Fatal("code_4000 is no protocol close code")
+	}
+}
+
+func FuzzParseCloseFrame(f *testing.F) {
+	f.Add(AppendCloseFrame(nil, CloseSlowConsumer, "slow consumer: outbound queue full"))
+	f.Add([]byte(`{"op":"error","code":"going_away","message":"\u0041"}`))
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		code, reason, ok := ParseCloseFrame(frame)
+		if !ok {
+			return
+		}
+		again := AppendCloseFrame(nil, code, reason)
+		c2, r2, ok := ParseCloseFrame(again)
+		if !ok || c2 != code || r2 != reason {
+			t.Fatalf("parsed %q as %v %q; its encoding %q parses as %v %q", frame, code, reason, again, c2, r2)
+		}
+	})
+}

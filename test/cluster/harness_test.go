@@ -278,7 +278,7 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 		c.nodes = append(c.nodes, n)
 	}
 	for _, n := range c.nodes {
-		n.args = []string{"serve", "--node", n.name, "--http", n.http, "--cluster-addr", n.clusterAddr, "--wt", "off",
+		n.args = []string{"serve", "--node", n.name, "--http", n.http, "--cluster-addr", n.clusterAddr, "--wt", "off", "--webrtc", "off",
 			"--log-level", "info", "--history-size", "2000"}
 		if o.static {
 			n.args = append(n.args, "--peers", strings.Join(peers, ","))

@@ -293,7 +293,7 @@ func (r *nemesisRun) setup(ctx context.Context) {
 		n := &node{idx: i, ip: nodeIP(i), httpAddr: nodeIP(i) + ":8080", clusterAddr: nodeIP(i) + ":7000"}
 		n.proc = &proc{name: name, path: binary, uid: nodeUID(i), dir: dir, log: &logBuf{start: r.start},
 			args: append([]string{"serve", "--node", name, "--http", n.httpAddr, "--cluster-addr", n.clusterAddr,
-				"--wt", "off", "--log-level", "info", "--history-size", "100000", "--history-ttl", "2h",
+				"--wt", "off", "--webrtc", "off", "--log-level", "info", "--history-size", "100000", "--history-ttl", "2h",
 				"--drain-timeout", "5s"}, extra...)}
 		r.nodes = append(r.nodes, n)
 	}

@@ -107,7 +107,8 @@ const RETRIABLE = ["unavailable", "rate_limited", "internal"];
 const MAX_INFO = 1024;
 
 // CLOSE_CODES maps the code names of the error frames that close a WebRTC session (no
-// id, no topic) to the WebSocket close codes they stand for.
+// id, no topic) to the WebSocket close codes they stand for; closeCode also reads
+// "code_N", the server's name of a code N outside this table.
 const CLOSE_CODES = {
   normal: 1000,
   going_away: 1001,
@@ -117,6 +118,13 @@ const CLOSE_CODES = {
   protocol_error: 4009,
   rate_limited: 4029,
 };
+
+function closeCode(name) {
+  if (typeof name !== "string") return 0;
+  if (Object.hasOwn(CLOSE_CODES, name)) return CLOSE_CODES[name];
+  const m = /^code_([1-9][0-9]{3})$/.exec(name);
+  return m ? Number(m[1]) : 0;
+}
 
 // RTC_GATHER_TIMEOUT bounds the wait for ICE gathering (ms): the offer then goes with
 // the candidates gathered so far.
@@ -1262,8 +1270,9 @@ class RTCConn extends BaseConn {
   // with that code; frames after it are ignored.
   _take(f, datagram) {
     if (this._closing) return true;
-    if (datagram || f.op !== "error" || f.id || f.topic || !(f.code in CLOSE_CODES)) return false;
-    this._closing = { code: CLOSE_CODES[f.code], reason: f.message || "" };
+    const code = closeCode(f.code);
+    if (datagram || f.op !== "error" || f.id || f.topic || !code) return false;
+    this._closing = { code, reason: f.message || "" };
     setTimeout(() => this._end("the server did not close"), RTC_CLOSE_WAIT);
     return true;
   }

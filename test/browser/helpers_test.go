@@ -271,6 +271,7 @@ type run struct {
 	Ready       json.RawMessage     `json:"ready"`
 	Extra       map[string][]uint64 `json:"extra"`
 	Datas       []string            `json:"datas"`
+	Channels    map[string]int      `json:"channels"`
 }
 
 // requireSeqs checks that r got seqs 1..n, each once and in order, and that

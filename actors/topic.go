@@ -474,9 +474,15 @@ func (a *topicActor) onPublish(c actor.Context, req *actorpb.PublishRequest) {
 		a.seq = msgs[len(msgs)-1].Seq
 		if len(a.relays) > 0 {
 			d := &actorpb.Delivery{Topic: a.name, Epoch: a.epoch, FirstSeq: first, Frames: frames}
+			self, remote := c.Self().Address, 0
 			for _, r := range a.relays {
+				if r.Address != self {
+					remote++
+				}
 				c.Send(r, d)
 			}
+			a.cfg.Metrics.LocalDeliveries.Add(uint64(len(a.relays) - remote))
+			a.cfg.Metrics.RemoteDeliveries.Add(uint64(remote))
 		}
 	}
 	a.respond(c, resp)

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
 	verrors "github.com/pb33f/libopenapi-validator/errors"
+	pionwebrtc "github.com/pion/webrtc/v4"
 	"github.com/stretchr/testify/require"
 
 	"github.com/topicast/topicast/actors"
@@ -35,7 +37,7 @@ func TestOpenAPIDocumentMatchesTheServer(t *testing.T) {
 	require.True(t, ok, "docs/openapi.yaml: %v", verrs)
 
 	const key = "doc-key"
-	srv := startServer(t, server.Config{StatsInterval: -1, PublishRate: -1, APIKeys: []string{key},
+	srv := startServer(t, server.Config{StatsInterval: -1, PublishRate: -1, APIKeys: []string{key}, WebRTCUDPAddr: "127.0.0.1:0",
 		Node: cluster.Config{MaxMessage: 1024, Topic: actors.TopicConfig{
 			Namespaces: actors.Namespaces{{Pattern: "room.*", Presence: true, JoinLeave: true}}}}})
 	base := "http://" + srv.Addr()
@@ -43,6 +45,7 @@ func TestOpenAPIDocumentMatchesTheServer(t *testing.T) {
 	status, body := post(t, srv, `{"topic":"doc.a","data":{"n":1}}`, "Authorization", "Bearer "+key)
 	require.Equal(t, http.StatusOK, status, "%s", body)
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	offer := webrtcOffer(t)
 
 	covered := make(map[string]bool)
 	// invalid marks a request the document itself refuses (the server
@@ -53,44 +56,48 @@ func TestOpenAPIDocumentMatchesTheServer(t *testing.T) {
 		status             int
 		invalid            bool
 		noKey              bool
+		contentType        string // "": application/json
 	}{
-		{"POST", "/v1/publish", `{"topic":"doc.a","data":{"n":2},"key":"k1"}`, 200, false, false},
-		{"POST", "/v1/publish", `{"messages":[{"topic":"doc.a","data":3},{"topic":"doc.b","data":[4]}]}`, 200, false, false},
-		{"POST", "/v1/publish", `{"topic":"doc a","data":1}`, 400, true, false},
-		{"POST", "/v1/publish", `{"topic":"sys:x","data":1}`, 403, false, false},
-		{"POST", "/v1/publish", `{"topic":"doc.a","data":` + big + `}`, 413, false, false},
-		{"POST", "/v1/publish", `{"topic":"doc.a","data":1}`, 401, false, true},
-		{"GET", "/v1/history?topic=doc.a&since=0&limit=10", "", 200, false, false},
-		{"GET", "/v1/history?topic=doc.a&since=x", "", 400, true, false},
-		{"GET", "/v1/presence?topic=room.1", "", 200, false, false},
-		{"GET", "/v1/presence?topic=doc.a", "", 400, false, false},
-		{"GET", "/v1/poll?topic=doc.a&topic=doc.b&timeout=0", "", 200, false, false},
-		{"GET", "/v1/poll?cursor=garbage&topic=doc.a&timeout=0", "", 400, false, false},
-		{"GET", "/v1/sse?topic=doc.a&mode=all", "", 400, true, false},
-		{"GET", "/v1/info", "", 200, false, false},
-		{"GET", "/healthz", "", 200, false, false},
-		{"GET", "/readyz", "", 200, false, false},
-		{"GET", "/metrics", "", 200, false, false},
-		{"GET", "/topicast.js", "", 200, false, false},
-		{"GET", "/topicast.d.ts", "", 200, false, false},
-		{"GET", "/", "", 200, false, false},
-		{"GET", "/ws", "", 400, false, false},
+		{"POST", "/v1/publish", `{"topic":"doc.a","data":{"n":2},"key":"k1"}`, 200, false, false, ""},
+		{"POST", "/v1/publish", `{"messages":[{"topic":"doc.a","data":3},{"topic":"doc.b","data":[4]}]}`, 200, false, false, ""},
+		{"POST", "/v1/publish", `{"topic":"doc a","data":1}`, 400, true, false, ""},
+		{"POST", "/v1/publish", `{"topic":"sys:x","data":1}`, 403, false, false, ""},
+		{"POST", "/v1/publish", `{"topic":"doc.a","data":` + big + `}`, 413, false, false, ""},
+		{"POST", "/v1/publish", `{"topic":"doc.a","data":1}`, 401, false, true, ""},
+		{"GET", "/v1/history?topic=doc.a&since=0&limit=10", "", 200, false, false, ""},
+		{"GET", "/v1/history?topic=doc.a&since=x", "", 400, true, false, ""},
+		{"GET", "/v1/presence?topic=room.1", "", 200, false, false, ""},
+		{"GET", "/v1/presence?topic=doc.a", "", 400, false, false, ""},
+		{"GET", "/v1/poll?topic=doc.a&topic=doc.b&timeout=0", "", 200, false, false, ""},
+		{"GET", "/v1/poll?cursor=garbage&topic=doc.a&timeout=0", "", 400, false, false, ""},
+		{"GET", "/v1/sse?topic=doc.a&mode=all", "", 400, true, false, ""},
+		{"GET", "/v1/info", "", 200, false, false, ""},
+		{"POST", "/v1/webrtc", offer, 201, false, true, "application/sdp"},
+		{"POST", "/v1/webrtc", "hello", 400, false, true, "application/sdp"},
+		{"POST", "/v1/webrtc", offer + strings.Repeat("a=x:"+strings.Repeat("p", 100)+"\r\n", 700), 413, false, true, "application/sdp"},
+		{"GET", "/healthz", "", 200, false, false, ""},
+		{"GET", "/readyz", "", 200, false, false, ""},
+		{"GET", "/metrics", "", 200, false, false, ""},
+		{"GET", "/topicast.js", "", 200, false, false, ""},
+		{"GET", "/topicast.d.ts", "", 200, false, false, ""},
+		{"GET", "/", "", 200, false, false, ""},
+		{"GET", "/ws", "", 400, false, false, ""},
 		// The gRPC API in the Connect protocol's JSON form.
-		{"POST", "/topicast.v1.Publisher/Publish", `{"topic":"doc.g","data":"` + b64(`{"n":1}`) + `","key":"g1"}`, 200, false, false},
-		{"POST", "/topicast.v1.Publisher/Publish", `{"topic":"doc.g","data":"` + b64(`1`) + `"}`, 401, false, true},
-		{"POST", "/topicast.v1.Publisher/Publish", `{"topic":"sys:g","data":"` + b64(`1`) + `"}`, 403, false, false},
-		{"POST", "/topicast.v1.Publisher/Publish", `{"topic":"doc g","data":"` + b64(`1`) + `"}`, 400, true, false},
-		{"POST", "/topicast.v1.Publisher/Publish", `{"topic":"doc.g","data":"` + b64(`{`) + `"}`, 400, false, false},
-		{"POST", "/topicast.v1.Publisher/PublishBatch", `{"messages":[{"topic":"doc.g","data":"` + b64(`2`) + `"},{"topic":"doc.h","data":"` + b64(`[3]`) + `"}]}`, 200, false, false},
-		{"POST", "/topicast.v1.Publisher/History", `{"topic":"doc.g","since":"0","limit":10}`, 200, false, false},
-		{"POST", "/topicast.v1.Publisher/History", `{"topic":"doc.never"}`, 200, false, false},
+		{"POST", "/topicast.v1.Publisher/Publish", `{"topic":"doc.g","data":"` + b64(`{"n":1}`) + `","key":"g1"}`, 200, false, false, ""},
+		{"POST", "/topicast.v1.Publisher/Publish", `{"topic":"doc.g","data":"` + b64(`1`) + `"}`, 401, false, true, ""},
+		{"POST", "/topicast.v1.Publisher/Publish", `{"topic":"sys:g","data":"` + b64(`1`) + `"}`, 403, false, false, ""},
+		{"POST", "/topicast.v1.Publisher/Publish", `{"topic":"doc g","data":"` + b64(`1`) + `"}`, 400, true, false, ""},
+		{"POST", "/topicast.v1.Publisher/Publish", `{"topic":"doc.g","data":"` + b64(`{`) + `"}`, 400, false, false, ""},
+		{"POST", "/topicast.v1.Publisher/PublishBatch", `{"messages":[{"topic":"doc.g","data":"` + b64(`2`) + `"},{"topic":"doc.h","data":"` + b64(`[3]`) + `"}]}`, 200, false, false, ""},
+		{"POST", "/topicast.v1.Publisher/History", `{"topic":"doc.g","since":"0","limit":10}`, 200, false, false, ""},
+		{"POST", "/topicast.v1.Publisher/History", `{"topic":"doc.never"}`, 200, false, false, ""},
 	} {
 		covered[strings.SplitN(tc.path, "?", 2)[0]] = true
 		t.Run(fmt.Sprintf("%s %s %d", tc.method, tc.path, tc.status), func(t *testing.T) {
 			req, err := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))
 			require.NoError(t, err)
 			if tc.body != "" {
-				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Content-Type", cmp.Or(tc.contentType, "application/json"))
 			}
 			if tc.method == http.MethodPost && !tc.noKey {
 				req.Header.Set("Authorization", "Bearer "+key)
@@ -130,4 +137,21 @@ func describe(errs []*verrors.ValidationError) string {
 		}
 	}
 	return b.String()
+}
+
+// webrtcOffer returns an SDP offer as a WebRTC client sends it: the
+// "topicast" data channel, ICE gathering complete.
+func webrtcOffer(t *testing.T) string {
+	t.Helper()
+	pc, err := pionwebrtc.NewPeerConnection(pionwebrtc.Configuration{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pc.Close() })
+	_, err = pc.CreateDataChannel("topicast", nil)
+	require.NoError(t, err)
+	offer, err := pc.CreateOffer(nil)
+	require.NoError(t, err)
+	gathered := pionwebrtc.GatheringCompletePromise(pc)
+	require.NoError(t, pc.SetLocalDescription(offer))
+	<-gathered
+	return pc.LocalDescription().SDP
 }

@@ -163,7 +163,14 @@ func newLossyRelay(t *testing.T, wtURL string, loss float64, delay time.Duration
 	t.Helper()
 	u, err := url.Parse(wtURL)
 	require.NoError(t, err)
-	serverAddr, err := net.ResolveUDPAddr("udp", u.Host)
+	return newLossyUDPRelay(t, u.Host, loss, delay)
+}
+
+// newLossyUDPRelay relays to the UDP address addr (host:port) as
+// newLossyRelay does.
+func newLossyUDPRelay(t *testing.T, addr string, loss float64, delay time.Duration) *lossyRelay {
+	t.Helper()
+	serverAddr, err := net.ResolveUDPAddr("udp", addr)
 	require.NoError(t, err)
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)

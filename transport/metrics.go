@@ -70,6 +70,12 @@ type NodeMetrics struct {
 	// the cost of presence between nodes, which must grow with the joins
 	// and the nodes, never with the members.
 	PresenceRemoteSends atomic.Uint64
+	// LocalDeliveries and RemoteDeliveries count the delivery messages the
+	// node's topic actors sent to relays (one per published batch and node
+	// with subscribers) on this node and on others: the cost of a publish
+	// between nodes, which must grow with the nodes that have subscribers,
+	// never with the subscribers.
+	LocalDeliveries, RemoteDeliveries atomic.Uint64
 	// Latency is the delivery latency: from a message's publish time (its
 	// "ts") to the write that delivered it.
 	Latency LatencyHistogram

@@ -103,7 +103,8 @@ type LatestSession interface {
 type SessionInfo struct {
 	// ID is unique within the node.
 	ID string
-	// Transport names the adapter: "ws", "wt", "sse", "poll", "grpc".
+	// Transport names the adapter: "ws", "wt", "sse", "poll", "grpc",
+	// "webrtc".
 	Transport string
 	// RemoteAddr is the client's address as the server saw it.
 	RemoteAddr string

@@ -39,6 +39,7 @@
 //	topicast_history_messages                   gauge    messages retained for recovery
 //	topicast_presence_members                   gauge    presence members of the node's connections
 //	topicast_presence_remote_messages_total     counter  presence messages sent to other nodes
+//	topicast_relay_deliveries_total{scope}      counter  delivery messages from topics to relays (local, remote)
 //	topicast_cluster_members                    gauge    members this node sees
 //	topicast_node_info{node,version}            gauge    always 1
 //	topicast_tls_reloads_total{result}          counter  certificate reloads, ok or error (--tls-cert only)

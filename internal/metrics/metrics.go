@@ -182,6 +182,7 @@ var (
 	descStoreErrs  = prometheus.NewDesc("topicast_store_errors_total", "Failures of the history store (Redis unreachable, timeouts); fencing by a newer activation excluded.", nil, nil)
 	descQueue      = prometheus.NewDesc("topicast_outbound_queue_bytes", "Bytes queued for clients and not yet written.", nil, nil)
 	descHistory    = prometheus.NewDesc("topicast_history_messages", "Messages the topic actors of this node retain for recovery.", nil, nil)
+	descRelayDeliv = prometheus.NewDesc("topicast_relay_deliveries_total", "Delivery messages this node's topic actors sent to relays, one per published batch and node with subscribers, by scope: local (this node's relay) or remote (another node's).", []string{"scope"}, nil)
 	descPresRemote = prometheus.NewDesc("topicast_presence_remote_messages_total", "Presence messages (changes, events, snapshots) this node's relays and topic actors sent to other nodes.", nil, nil)
 	descPresence   = prometheus.NewDesc("topicast_presence_members", "Presence members (a connection entered in a topic) of this node's connections.", nil, nil)
 	descMembers    = prometheus.NewDesc("topicast_cluster_members", "Cluster members this node sees.", nil, nil)
@@ -198,7 +199,7 @@ var exportedBoundsUs = []int64{500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 10
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descOpened, descClosed, descSubs, descTopics, descSubTopics,
 		descPublishes, descDeliver, descConflated, descWritten, descDeltaSave, descLatency, descPubLat, descPubErrors, descStoreErrs,
-		descQueue, descHistory, descPresence, descPresRemote, descMembers, descInfo, descTLSReload, descTLSExpiry} {
+		descQueue, descHistory, descPresence, descPresRemote, descRelayDeliv, descMembers, descInfo, descTLSReload, descTLSExpiry} {
 		ch <- d
 	}
 }
@@ -242,6 +243,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHistory, prometheus.GaugeValue, float64(pm.HistoryMessages.Load()))
 	ch <- prometheus.MustNewConstMetric(descPresence, prometheus.GaugeValue, float64(pm.PresenceMembers.Load()))
 	ch <- prometheus.MustNewConstMetric(descPresRemote, prometheus.CounterValue, float64(pm.PresenceRemoteSends.Load()))
+	ch <- prometheus.MustNewConstMetric(descRelayDeliv, prometheus.CounterValue, float64(pm.LocalDeliveries.Load()), "local")
+	ch <- prometheus.MustNewConstMetric(descRelayDeliv, prometheus.CounterValue, float64(pm.RemoteDeliveries.Load()), "remote")
 	ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(c.m.cfg.Node.Members()))
 	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, c.m.cfg.Node.Name(), c.m.cfg.Version)
 	if c.m.cfg.TLS != nil {

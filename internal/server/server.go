@@ -648,6 +648,14 @@ func (s *Server) Info() any {
 	return info
 }
 
+// WebRTCUDPAddr returns the UDP address of WebRTC, or "" when it is off.
+func (s *Server) WebRTCUDPAddr() string {
+	if s.rtc == nil {
+		return ""
+	}
+	return s.rtc.UDPAddr().String()
+}
+
 // WebTransportURL returns the WebTransport URL, or "" when it is off.
 func (s *Server) WebTransportURL() string {
 	if s.wt == nil {

@@ -96,6 +96,15 @@ type rawPosition struct {
 // a *Error with CodeBadRequest (or CodeTooLarge for data over maxData bytes),
 // carrying the frame's id when it could be read. maxData <= 0 means no limit.
 func DecodeCommand(frame []byte, maxData int) (*Command, error) {
+	if cmd, ok := decodeFastPub(frame, maxData); ok {
+		return cmd, nil
+	}
+	return decodeCommandJSON(frame, maxData)
+}
+
+// decodeCommandJSON is DecodeCommand with encoding/json: every op and every
+// error.
+func decodeCommandJSON(frame []byte, maxData int) (*Command, error) {
 	var raw rawCommand
 	if err := json.Unmarshal(frame, &raw); err != nil {
 		var typeErr *json.UnmarshalTypeError

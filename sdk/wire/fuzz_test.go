@@ -23,7 +23,23 @@ func FuzzDecodeCommand(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	for _, s := range []string{
+		` { "data" : [1, {"a":"}]"}] , "topic":"t.1", "op" : "pub" } `, `{"op":"pub","id":1,"topic":"a","data":1,"id":2}`,
+		`{"op":"pub","id":0,"topic":"a","data":1}`, `{"op":"pub","id":1.0,"topic":"a","data":1}`,
+		`{"op":"pub","id":1,"topic":"a","data":tru}`, `{"op":"pub","topic":"a b","data":1}`, `{"Op":"pub","topic":"a","data":1}`,
+	} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		if fast, ok := decodeFastPub(frame, 1024); ok {
+			// The fast path may only accept what encoding/json accepts, and
+			// must read it the same.
+			slow, err := decodeCommandJSON(frame, 1024)
+			if err != nil || slow.Op != fast.Op || slow.ID != fast.ID || slow.Topic != fast.Topic || string(slow.Data) != string(fast.Data) ||
+				slow.Since != nil || slow.Token != "" || slow.Info != nil {
+				t.Fatalf("fast path read %q as %+v; encoding/json: %+v, %v", frame, fast, slow, err)
+			}
+		}
 		cmd, err := DecodeCommand(frame, 1024)
 		if err != nil {
 			e := AsError(err)
@@ -70,16 +86,23 @@ func FuzzDecodePublishBody(f *testing.F) {
 		` { "data" : [1, {"a":"}]"}] , "key":"k1", "topic" : "game.1" } `, `{"topic":"a","data":"x\"y"}`,
 		`{"topic":"a","data":1,"topic":"b"}`, `{"Topic":"a","data":1}`, `{"topic":"a","data":1}x`,
 		`{"topic":"a","data":tru}`, `{"topic":"sys:x","data":1}`, `{"topic":"a","data":null}`,
+		` { "messages" : [ {"data":2,"topic":"a"} , {"topic":"a","data":"x","key":"k"} ] } `,
+		`{"messages":[{"topic":"a","data":1}],"topic":"b"}`, `{"messages":[{"topic":"a","data":1},]}`,
+		`{"messages":[{"topic":"a","data":1,"extra":1}]}`, `{"messages":[{"topic":"sys:a","data":1}]}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if fast, ok := decodeSinglePublish(body, 256, false); ok {
+		if fast, fastBatch, ok := decodeFastPublish(body, 256, false); ok {
 			// The fast path may only accept what encoding/json accepts, and
 			// must read it the same.
 			slow, batch, err := decodePublishBodyJSON(body, 256, false)
-			if err != nil || batch || len(slow) != 1 || slow[0].Topic != fast.Topic || slow[0].Key != fast.Key || string(slow[0].Data) != string(fast.Data) {
-				t.Fatalf("fast path read %q as %+v; encoding/json: %+v, batch %v, %v", body, fast, slow, batch, err)
+			same := err == nil && batch == fastBatch && len(slow) == len(fast)
+			for i := 0; same && i < len(slow); i++ {
+				same = slow[i].Topic == fast[i].Topic && slow[i].Key == fast[i].Key && string(slow[i].Data) == string(fast[i].Data)
+			}
+			if !same {
+				t.Fatalf("fast path read %q as %+v (batch %v); encoding/json: %+v, batch %v, %v", body, fast, fastBatch, slow, batch, err)
 			}
 		}
 		items, _, err := DecodePublishBody(body, 256, false)

@@ -44,8 +44,8 @@ type rawPublishBody struct {
 // CodeTooLarge for data over maxData bytes). batch reports the batch form, whose
 // answer is {"results":[...]}. System topics are refused unless allowSystem.
 func DecodePublishBody(body []byte, maxData int, allowSystem bool) (items []PublishItem, batch bool, err error) {
-	if item, ok := decodeSinglePublish(body, maxData, allowSystem); ok {
-		return []PublishItem{item}, false, nil
+	if items, batch, ok := decodeFastPublish(body, maxData, allowSystem); ok {
+		return items, batch, nil
 	}
 	return decodePublishBodyJSON(body, maxData, allowSystem)
 }

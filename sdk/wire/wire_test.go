@@ -189,30 +189,36 @@ func TestPeekID(t *testing.T) {
 	}
 }
 
-func TestDecodeSinglePublishTakesTheCommonBodies(t *testing.T) {
+func TestDecodeFastPublishTakesTheCommonBodies(t *testing.T) {
 	for body, want := range map[string]PublishItem{
 		`{"topic":"a","data":1}`: {Topic: "a", Data: []byte(`1`)},
 		` { "data" : [1, {"a":"}]"}] , "key":"k1", "topic" : "g.1" } `: {Topic: "g.1", Data: []byte(`[1,{"a":"}]"}]`), Key: "k1"},
 		`{"topic":"a","data":"x\"y"}`:                                  {Topic: "a", Data: []byte(`"x\"y"`)},
 		`{"topic":"a","data":null}`:                                    {Topic: "a", Data: []byte(`null`)},
 	} {
-		got, ok := decodeSinglePublish([]byte(body), 256, false)
-		if !ok {
-			t.Errorf("%s: not taken by the fast path", body)
+		items, batch, ok := decodeFastPublish([]byte(body), 256, false)
+		if !ok || batch || len(items) != 1 {
+			t.Errorf("%s: not taken by the fast path as one message", body)
 			continue
 		}
+		got := items[0]
 		if got.Topic != want.Topic || got.Key != want.Key || string(got.Data) != string(want.Data) {
 			t.Errorf("%s: got %+v, want %+v", body, got, want)
 		}
+	}
+	items, batch, ok := decodeFastPublish([]byte(` {"messages": [{"topic":"a","data":1},{"data":[2],"topic":"a","key":"k"},{"topic":"b","data":"3"}]}`), 256, false)
+	if !ok || !batch || len(items) != 3 || items[1].Key != "k" || string(items[2].Data) != `"3"` || items[2].Topic != "b" {
+		t.Errorf("a batch: %+v, batch %v, ok %v", items, batch, ok)
 	}
 	// Everything else goes to encoding/json, which owns the answer.
 	for _, body := range []string{
 		`{"topic":"a","data":1,"topic":"b"}`, `{"Topic":"a","data":1}`, `{"topic":"a","data":1}x`,
 		`{"topic":"a","data":tru}`, `{"topic":"sys:x","data":1}`, `{"topic":"a\u0062","data":1}`,
-		`{"topic":"a","data":1,"extra":2}`, `{"messages":[{"topic":"a","data":1}]}`, `{"topic":"a"}`,
+		`{"topic":"a","data":1,"extra":2}`, `{"topic":"a"}`, `{"messages":[]}`, `{"messages":[{"topic":"a","data":1}],"x":1}`,
+		`{"messages":[{"topic":"a","data":1},{"topic":"a","data":1,"topic":"b"}]}`, `{"messages":[{"topic":"a","data":1}]`,
 		`{"topic":"a","data":[1,2}`, `{"data":"000000\`, `{"topic":"a","data":"` + strings.Repeat("x", 300) + `"}`, `[]`, ``,
 	} {
-		if _, ok := decodeSinglePublish([]byte(body), 256, false); ok {
+		if _, _, ok := decodeFastPublish([]byte(body), 256, false); ok {
 			t.Errorf("%s: taken by the fast path", body)
 		}
 	}
@@ -290,4 +296,30 @@ func TestCheckPublishItemIsTheBodyCheck(t *testing.T) {
 	require.NoError(t, CheckBatchLen(MaxBatch))
 	require.Equal(t, CodeBadRequest, AsError(CheckBatchLen(0)).Code)
 	require.Equal(t, CodeBadRequest, AsError(CheckBatchLen(MaxBatch+1)).Code)
+}
+
+func TestDecodeFastPubTakesTheCommonFrames(t *testing.T) {
+	for frame, want := range map[string]Command{
+		`{"op":"pub","id":3,"topic":"chat","data":{"a":[1, 2]}}`:      {Op: OpPub, ID: 3, Topic: "chat", Data: []byte(`{"a":[1,2]}`)},
+		` {"data":"x\"y","topic":"t.1","op":"pub"} `:                  {Op: OpPub, Topic: "t.1", Data: []byte(`"x\"y"`)},
+		`{"topic":"t","id":18446744073709551615,"op":"pub","data":1}`: {Op: OpPub, ID: 18446744073709551615, Topic: "t", Data: []byte(`1`)},
+	} {
+		got, ok := decodeFastPub([]byte(frame), 1024)
+		if !ok {
+			t.Errorf("%s: not taken by the fast path", frame)
+			continue
+		}
+		if got.Op != want.Op || got.ID != want.ID || got.Topic != want.Topic || string(got.Data) != string(want.Data) {
+			t.Errorf("%s: got %+v, want %+v", frame, got, want)
+		}
+	}
+	for _, frame := range []string{
+		`{"op":"sub","id":1,"topic":"a"}`, `{"op":"pub","id":1,"topic":"a"}`, `{"op":"pub","id":0,"topic":"a","data":1}`,
+		`{"op":"pub","id":1,"topic":"a","data":1,"extra":2}`, `{"op":"pub","id":"1","topic":"a","data":1}`,
+		`{"op":"pub","topic":"a","data":[1}`, `{"op":"pub","topic":"sys:x","data":1}x`, `{"op":"pub","topic":"a\u0062","data":1}`,
+	} {
+		if _, ok := decodeFastPub([]byte(frame), 1024); ok {
+			t.Errorf("%s: taken by the fast path", frame)
+		}
+	}
 }

@@ -64,6 +64,14 @@ const (
 	iceDisconnected = 5 * time.Second
 	iceFailed       = 15 * time.Second
 	iceKeepalive    = 2 * time.Second
+	// sctpRTOMax caps SCTP's retransmission timeout. SCTP's minimum is 1 s
+	// (RFC 4960), so a lost packet at the tail of a burst, which no later
+	// packet reveals, stalls the channel for a second; measured through
+	// 5% loss (test/webrtc_test.go), the cap took the reliable channel's
+	// longest stall from 1.08 s to 0.44-0.50 s and the datagram channel's newest
+	// value age p99 from 188 ms to 31-37 ms. Paths slower than the cap retransmit
+	// needlessly, at the cost of bandwidth, not order.
+	sctpRTOMax = 400 * time.Millisecond
 )
 
 // Config configures a Server. Zero values mean the documented defaults.
@@ -224,6 +232,7 @@ func New(cfg Config) (*Server, error) {
 	se.SetICETimeouts(iceDisconnected, iceFailed, iceKeepalive)
 	se.DetachDataChannels()
 	se.SetSCTPMaxMessageSize(uint32(s.limit))
+	se.SetSCTPRTOMax(sctpRTOMax)
 	if len(cfg.PublicIPs) > 0 {
 		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
 			External:        cfg.PublicIPs,

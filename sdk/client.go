@@ -27,6 +27,7 @@ type Client struct {
 	log  *slog.Logger
 	ws   *wsDialer
 	wt   *wtDialer
+	rtc  *rtcDialer
 	disp *dispatcher
 
 	// ctx is cancelled by Close; it bounds the run loop's waits and dials.
@@ -76,9 +77,11 @@ type callResult struct {
 }
 
 // Dial connects to url (ws:// or wss:// for WebSocket, https:// for
-// WebTransport, such as https://127.0.0.1:4433/wt), or to one of
-// cfg.FallbackURLs, trying each once in order, and returns a client that
-// keeps a connection up until Close. ctx bounds this first connection only.
+// WebTransport, such as https://127.0.0.1:4433/wt, http:// or https://
+// ending in /v1/webrtc for WebRTC, such as http://127.0.0.1:8080/v1/webrtc),
+// or to one of cfg.FallbackURLs, trying each once in order, and returns a
+// client that keeps a connection up until Close. ctx bounds this first
+// connection only.
 func Dial(ctx context.Context, url string, cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -96,6 +99,7 @@ func Dial(ctx context.Context, url string, cfg Config) (*Client, error) {
 		log:       cfg.Logger,
 		ws:        newWSDialer(&cfg),
 		wt:        newWTDialer(&cfg),
+		rtc:       newRTCDialer(&cfg),
 		disp:      newDispatcher(cfg.OnEvent),
 		done:      make(chan struct{}),
 		connReady: make(chan struct{}),
@@ -172,7 +176,7 @@ func (c *Client) connect(ctx context.Context, u string) (*conn, error) {
 			return nil, fmt.Errorf("topicast: get a token for %s: %w", u, err)
 		}
 	}
-	tc, err := d.dial(ctx, u)
+	tc, err := d.dial(ctx, u, token)
 	if err != nil {
 		return nil, err
 	}
@@ -225,11 +229,29 @@ func (c *Client) run(cn *conn, urlIdx int) {
 			if c.ctx.Err() != nil {
 				return
 			}
+			if ce := finalRefusal(err); ce != nil {
+				// A WebRTC offer refused as a WebSocket session would
+				// have been closed (401: 4001): stop as after that close.
+				c.terminate(ce)
+				c.disp.event(Event{Kind: EventClosed, URL: u, Err: ce})
+				return
+			}
 			c.log.LogAttrs(c.ctx, slog.LevelDebug, "topicast: connection attempt failed",
 				slog.String("url", u), slog.Int("attempt", attempt), slog.Any("err", err))
 			urlIdx++
 		}
 	}
+}
+
+// finalRefusal returns the *CloseError of a failed connection attempt
+// after which the client must not try again (only WebRTC dials, whose
+// refusals come as HTTP answers, have one), or nil.
+func finalRefusal(err error) *CloseError {
+	var ce *CloseError
+	if errors.As(err, &ce) && !ce.Code.Reconnect() {
+		return ce
+	}
+	return nil
 }
 
 // serve runs cn until it ends or the client closes, and returns the cause.

@@ -37,12 +37,15 @@ type Config struct {
 	// result is sent in a hello frame, first on the connection. An error
 	// counts as a failed attempt.
 	Token func(ctx context.Context) (string, error)
-	// Header holds extra HTTP headers for the WebSocket upgrade and the
-	// WebTransport CONNECT request.
+	// Header holds extra HTTP headers for the WebSocket upgrade, the
+	// WebTransport CONNECT request and WebRTC's requests (the offer and
+	// GET /v1/info).
 	Header http.Header
-	// TLSConfig is used for wss:// and WebTransport (https://) URLs; nil
-	// means the defaults of crypto/tls (the system's roots). Set RootCAs to
-	// trust a private CA. For WebTransport, NextProtos is replaced by h3.
+	// TLSConfig is used for wss://, WebTransport (https://) and https://
+	// WebRTC URLs (for the offer; the data channels have DTLS of their
+	// own, bound to the answer); nil means the defaults of crypto/tls (the
+	// system's roots). Set RootCAs to trust a private CA. For
+	// WebTransport, NextProtos is replaced by h3.
 	TLSConfig *tls.Config
 	// CertHash, if set, pins the WebTransport server's certificate: the
 	// lower-case hex SHA-256 of its leaf certificate (DER), as GET /v1/info
@@ -50,8 +53,16 @@ type Config struct {
 	// upper case are accepted). A pinned certificate is accepted whoever
 	// signed it and whatever its names, as browsers do with
 	// serverCertificateHashes; any other certificate is refused. It does
-	// not apply to WebSocket URLs.
+	// not apply to WebSocket and WebRTC URLs.
 	CertHash string
+	// ICEServers are the STUN and TURN servers of WebRTC connections, as
+	// URLs (stun:stun.example.com:3478, turn:turn.example.com?transport=udp;
+	// TURN credentials are not supported). Empty means the ones the server
+	// lists in GET /v1/info (webrtc.iceServers), asked once per server
+	// (again after a network error): none if it lists none or answers an
+	// error, which is enough when the client reaches the server's
+	// addresses directly.
+	ICEServers []string
 	// KeepFrames sets Message.Frame, the msg frame exactly as the server
 	// sent it, for tools that pass frames on unchanged. It costs a copy of
 	// every frame. (With Delta, a message that came as a delta keeps the
@@ -74,8 +85,9 @@ type Config struct {
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
 	// DialTimeout bounds one connection attempt (TCP, TLS and upgrade for
-	// WebSocket; QUIC, TLS, CONNECT and stream for WebTransport). Zero
-	// means DefaultDialTimeout.
+	// WebSocket; QUIC, TLS, CONNECT and stream for WebTransport; ICE
+	// gathering, the offer, ICE, DTLS and SCTP until the channel opens for
+	// WebRTC). Zero means DefaultDialTimeout.
 	DialTimeout time.Duration
 	// WriteTimeout bounds one write to the server; hitting it drops the
 	// connection (then the client reconnects). Zero means DefaultWriteTimeout.
@@ -95,8 +107,8 @@ type Config struct {
 	// DefaultMaxMessage; negative disables the check.
 	MaxMessage int
 	// MaxReadBytes bounds one message from the server in bytes (a
-	// WebSocket message may carry many frames; over WebTransport it bounds
-	// one line). Zero means DefaultMaxReadBytes.
+	// WebSocket message or WebRTC channel message may carry many frames;
+	// over WebTransport it bounds one line). Zero means DefaultMaxReadBytes.
 	MaxReadBytes int
 
 	// OnEvent, if set, receives the client's events (connected,
@@ -162,15 +174,16 @@ func checkURL(raw string) error {
 	if err != nil {
 		return fmt.Errorf("%w %q: %w", ErrUnsupportedURL, raw, err)
 	}
-	switch u.Scheme {
-	case "ws", "wss":
+	switch {
+	case u.Scheme == "ws" || u.Scheme == "wss":
 		return nil
-	case "https":
+	case u.Scheme == "https" || isWebRTCURL(u):
 		if u.Host == "" {
 			return fmt.Errorf("%w %q: no host", ErrUnsupportedURL, raw)
 		}
 		return nil
 	default:
-		return fmt.Errorf("%w %q: the scheme must be ws, wss or https (WebTransport)", ErrUnsupportedURL, raw)
+		return fmt.Errorf("%w %q: the URL must be ws:// or wss:// (WebSocket), https:// (WebTransport), "+
+			"or http:// or https:// ending in %s (WebRTC)", ErrUnsupportedURL, raw, rtcPath)
 	}
 }

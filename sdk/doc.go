@@ -103,13 +103,13 @@
 //
 // # Transports
 //
-// The client speaks WebSocket (ws:// and wss:// URLs) and WebTransport
-// over QUIC (https:// URLs, such as https://127.0.0.1:4433/wt), with the
-// same frames, guarantees and reconnection: over WebTransport they travel
+// The client speaks WebSocket (ws:// and wss:// URLs), WebTransport over
+// QUIC (https:// URLs, such as https://127.0.0.1:4433/wt) and WebRTC
+// (below), with the same frames, guarantees and reconnection: over WebTransport they travel
 // on one bidirectional stream as NDJSON, and the server's session error
 // codes are the close codes above (a *CloseError). The client writes an
 // empty line on the stream as soon as it opens it, since a server sees a
-// stream only once data comes on it. FallbackURLs may mix both, for
+// stream only once data comes on it. FallbackURLs may mix them, for
 // instance WebTransport first and WebSocket for networks that block UDP.
 //
 // A server without a configured certificate makes its own (valid 10 days)
@@ -119,11 +119,48 @@
 //
 //	c, err := sdk.Dial(ctx, "https://127.0.0.1:4433/wt", sdk.Config{CertHash: info.WebTransport.CertHash})
 //
+// # WebRTC
+//
+// A URL whose path ends in /v1/webrtc, on the server's HTTP port (http://
+// or https://), selects WebRTC data channels (protocol 1.1, with
+// github.com/pion/webrtc): for networks that pass UDP but not QUIC, and
+// for datagram subscriptions without WebTransport.
+//
+//	c, err := sdk.Dial(ctx, "http://127.0.0.1:8080/v1/webrtc", sdk.Config{})
+//
+// Each connection is a peer connection of its own. The client creates the
+// "topicast" channel (ordered, reliable), which carries the same frames as
+// a WebSocket, and always the "topicast-datagram" one (unordered, no
+// retransmission) for datagram subscriptions; it gathers its ICE
+// candidates, POSTs the offer with all of them (the token from
+// Config.Token goes with it as Authorization: Bearer, and in the first
+// hello as on the other transports), and waits, within
+// Config.DialTimeout, for ICE, DTLS and the channel to open. Writes are
+// split between frames to fit the server's max-message-size.
+//
+// ICE servers (STUN, TURN) are Config.ICEServers or, when empty, those the
+// server lists in GET /v1/info (webrtc.iceServers); none are needed when
+// the client reaches the server's addresses directly (the same host or
+// network, or a server with a public address). Host candidates use IP
+// addresses, loopback included, never mDNS names.
+//
+// The server closes a session with an error frame naming the close code
+// ("slow_consumer"...), then closes the peer connection: the client reports
+// it as the *CloseError of that code and reconnects or stops exactly as
+// after a WebSocket close. A peer connection that fails or closes without
+// it is a broken connection: the client reconnects with backoff and
+// recovers. An offer refused with 401 (400, 413) is the *wire.Error of its
+// body and also the *CloseError 4001 (4009, 1009) a WebSocket session
+// would have closed with, so the client does not try again; other
+// refusals (403, 503...) are retried like failed dials. Close closes the
+// peer connection; every goroutine of pion's ends with it.
+//
 // # Datagram subscriptions
 //
 // Over WebTransport, Subscribe(ctx, topic, handler, Datagram()) asks for
-// the topic's messages as QUIC datagrams: a lost packet is not resent, so
-// the newest value never waits behind an older one. The handler gets seqs
+// the topic's messages as QUIC datagrams (over WebRTC, as messages of the
+// datagram channel): a lost packet is not resent, so the newest value
+// never waits behind an older one. The handler gets seqs
 // that only grow ("never older than what you have": late or repeated
 // datagrams are dropped), with gaps, without EventGap, without recovery
 // after a reconnection (the subscription goes on from the head), and

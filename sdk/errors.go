@@ -29,9 +29,9 @@ var (
 	// ErrMessageTooLarge is the cause of a disconnect when the server sent a
 	// message longer than Config.MaxReadBytes.
 	ErrMessageTooLarge = errors.New("topicast: message from the server too large")
-	// ErrUnsupportedURL is returned by Dial for a URL whose scheme has no
-	// transport (ws:// and wss:// for WebSocket, https:// for
-	// WebTransport are supported).
+	// ErrUnsupportedURL is returned by Dial for a URL that no transport
+	// dials (ws:// and wss:// for WebSocket, https:// for WebTransport,
+	// http:// and https:// ending in /v1/webrtc for WebRTC are supported).
 	ErrUnsupportedURL = errors.New("topicast: unsupported URL")
 )
 

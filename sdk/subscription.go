@@ -40,11 +40,12 @@ func Since(epoch string, seq uint64) SubOption {
 	}
 }
 
-// Datagram asks for the topic's messages as WebTransport datagrams: the
-// newest value arrives without waiting for lost packets to be resent, at
-// the cost of losing some. Use it for values where only the latest
-// matters (positions, gauges). It needs a WebTransport URL (https://);
-// over WebSocket the server refuses the subscription (bad_request).
+// Datagram asks for the topic's messages as WebTransport datagrams, or
+// messages of WebRTC's datagram channel: the newest value arrives without
+// waiting for lost packets to be resent, at the cost of losing some. Use
+// it for values where only the latest matters (positions, gauges). It
+// needs a WebTransport (https://) or WebRTC (.../v1/webrtc) URL; over
+// WebSocket the server refuses the subscription (bad_request).
 //
 // A datagram subscription promises less than a stream one: its handler
 // gets messages in increasing seq order but not all of them, without
@@ -62,7 +63,7 @@ func Datagram() SubOption {
 // topic), the server keeps only the newest undelivered message for it, so a
 // dashboard gets fresh values and is never closed for the topic's volume.
 // The handler gets messages in increasing seq order with gaps, and no
-// EventGap for them. It needs WebSocket or WebTransport.
+// EventGap for them. It needs WebSocket, WebTransport or WebRTC.
 func Latest() SubOption {
 	return func(s *Subscription) { s.latest = true }
 }

@@ -19,10 +19,13 @@ import (
 )
 
 // transportDialer opens connections of one transport: WebSocket (ws://,
-// wss://) or WebTransport (https://, one bidirectional stream of NDJSON
-// frames). dialerFor picks it by the URL's scheme.
+// wss://), WebTransport (https://, one bidirectional stream of NDJSON
+// frames) or WebRTC (http:// or https:// ending in /v1/webrtc, data
+// channels). dialerFor picks it by the URL. token, if not empty, is the
+// client's token for this connection: it is sent in a hello frame first on
+// the connection, and WebRTC also sends it with the offer.
 type transportDialer interface {
-	dial(ctx context.Context, url string) (transportConn, error)
+	dial(ctx context.Context, url, token string) (transportConn, error)
 }
 
 // transportConn is one connection to a server. readFrames is called by one
@@ -45,7 +48,7 @@ type transportConn interface {
 }
 
 // datagramReader is a transportConn that also receives datagrams
-// (WebTransport). readDatagram is called by one goroutine, concurrently
+// (WebTransport datagrams, WebRTC's datagram channel). readDatagram is called by one goroutine, concurrently
 // with the other methods.
 type datagramReader interface {
 	transportConn
@@ -61,10 +64,12 @@ func (c *Client) dialerFor(rawURL string) (transportDialer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %w", ErrUnsupportedURL, rawURL, err)
 	}
-	switch u.Scheme {
-	case "ws", "wss":
+	switch {
+	case u.Scheme == "ws" || u.Scheme == "wss":
 		return c.ws, nil
-	case "https":
+	case isWebRTCURL(u):
+		return c.rtc, nil
+	case u.Scheme == "https":
 		return c.wt, nil
 	default:
 		return nil, fmt.Errorf("%w %q", ErrUnsupportedURL, rawURL)
@@ -89,7 +94,7 @@ func newWSDialer(cfg *Config) *wsDialer {
 	return &wsDialer{d: d, writeTimeout: cfg.WriteTimeout, maxRead: int64(cfg.MaxReadBytes)}
 }
 
-func (d *wsDialer) dial(ctx context.Context, rawURL string) (transportConn, error) {
+func (d *wsDialer) dial(ctx context.Context, rawURL, _ string) (transportConn, error) {
 	nc, br, _, err := d.d.Dial(ctx, rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("websocket dial %s: %w", rawURL, err)

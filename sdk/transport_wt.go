@@ -78,7 +78,7 @@ func newWTDialer(cfg *Config) *wtDialer {
 	}
 }
 
-func (d *wtDialer) dial(ctx context.Context, rawURL string) (transportConn, error) {
+func (d *wtDialer) dial(ctx context.Context, rawURL, _ string) (transportConn, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("%w %q: %w", ErrUnsupportedURL, rawURL, err)

@@ -67,3 +67,41 @@ func TestLoadbenchOverWebTransport(t *testing.T) {
 		}
 	})
 }
+
+// TestLoadbenchOverWebRTC runs the bench engine (topicast bench -transport
+// webrtc) with 20 WebRTC subscribers against a real in-process server,
+// its signalling endpoint taken from /v1/info.
+func TestLoadbenchOverWebRTC(t *testing.T) {
+	srv, err := server.Start(context.Background(), server.Config{HTTPAddr: "127.0.0.1:0", WebRTCUDPAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("closing the server: %v", err)
+		}
+	}()
+	var progress strings.Builder
+	rep, err := loadbench.Run(context.Background(), loadbench.Config{
+		Transport: loadbench.TransportWebRTC,
+		URL:       "ws://" + srv.Addr() + "/ws",
+		Conns:     20,
+		Topics:    2,
+		Rate:      200,
+		Duration:  2 * time.Second,
+		Progress:  &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v (report %+v)", err, rep)
+	}
+	var text strings.Builder
+	rep.WriteText(&text)
+	if !rep.OK() || rep.Conns != 20 || rep.Published != 400 || rep.Expected != 400*10 ||
+		rep.Delivered != rep.Expected || rep.Latency.Count() != uint64(rep.Delivered) || rep.Disconnects != 0 {
+		t.Fatalf("report:\n%s", text.String())
+	}
+	if !strings.Contains(progress.String(), "conns 20/20") {
+		t.Errorf("progress output %q", progress.String())
+	}
+	t.Logf("report:\n%s", text.String())
+}

@@ -16,8 +16,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var cfg loadbench.Config
 	fs := flag.NewFlagSet("topicast bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.URL, "url", loadbench.DefaultURL, "WebSocket URL of the server (with -transport wt: where the publish URL and /v1/info come from)")
+	fs.StringVar(&cfg.URL, "url", loadbench.DefaultURL, "WebSocket URL of the server (with -transport wt or webrtc: where the publish URL and /v1/info come from)")
 	fs.StringVar(&cfg.WTURL, "wt-url", "", "WebTransport URL, https://host:port/wt (default: webtransport.url of GET <publish URL>/v1/info)")
+	fs.StringVar(&cfg.WebRTCURL, "webrtc-url", "", "WebRTC signalling URL, http://host:port/v1/webrtc (default: webrtc.url of GET <publish URL>/v1/info)")
 	fs.StringVar(&cfg.CertHash, "cert-hash", "", "hex SHA-256 of the WebTransport certificate to pin (default: certHash of /v1/info)")
 	fs.StringVar(&cfg.PublishURL, "publish-url", "", "base URL for POST /v1/publish (default: from -url)")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "API key for publishing")
@@ -29,15 +30,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.Duration, "duration", loadbench.DefaultDuration, "how long to publish")
 	fs.DurationVar(&cfg.Drain, "drain", loadbench.DefaultDrain, "how long to wait for the last deliveries")
 	fs.IntVar(&cfg.Publishers, "pubs", 0, "concurrent publishers (default: the package default)")
-	fs.StringVar(&cfg.Transport, "transport", loadbench.TransportWebSocket, "subscriber transport: ws (WebSocket) or wt (WebTransport)")
+	fs.StringVar(&cfg.Transport, "transport", loadbench.TransportWebSocket, "subscriber transport: ws (WebSocket), wt (WebTransport) or webrtc (WebRTC data channels)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	plot := fs.String("plot", "", "write an SVG plot (latency histogram, rates over time) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if cfg.Transport != loadbench.TransportWebSocket && cfg.Transport != loadbench.TransportWebTransport {
-		return &exitError{2, fmt.Errorf("-transport %q is not supported by bench (ws or wt)", cfg.Transport)}
+	switch cfg.Transport {
+	case loadbench.TransportWebSocket, loadbench.TransportWebTransport, loadbench.TransportWebRTC:
+	default:
+		return &exitError{2, fmt.Errorf("-transport %q is not supported by bench (ws, wt or webrtc)", cfg.Transport)}
 	}
 	if !*quiet {
 		cfg.Progress = stderr

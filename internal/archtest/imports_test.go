@@ -29,6 +29,7 @@ var allowed = map[string][]string{
 	"transport/auth":         {"sdk/wire"},
 	"transport/websocket":    {"transport", "sdk/wire"},
 	"transport/webtransport": {"transport", "sdk/wire"},
+	"transport/webrtc":       {"transport", "sdk/wire"},
 	"transport/sse":          {"transport", "sdk/wire"},
 	"transport/poll":         {"transport", "sdk/wire"},
 	"transport/httpapi":      {"transport", "sdk/wire"},
@@ -47,9 +48,13 @@ var allowed = map[string][]string{
 	"internal/archtest":                 {},
 	"internal/server": {"actors", "cluster", "internal/metrics", "internal/tlsreload", "sdk/js", "transport", "transport/auth",
 		"transport/grpcapi", "transport/httpapi", "transport/poll", "transport/sse", "transport/websocket",
-		"transport/webtransport", "sdk/wire"},
+		"transport/webrtc", "transport/webtransport", "sdk/wire"},
 	"sdk":    {"sdk/wire"},
 	"sdk/js": {},
+	// The hot-topic benchmark's programs (scripts/hot-topic.sh): a bare
+	// net/http reference, and a client load that uses the SDK only.
+	"scripts/hottopic/bare":    {},
+	"scripts/hottopic/pubload": {"sdk", "sdk/wire"},
 }
 
 // top marks the packages that sit on top and may import anything of the

@@ -33,6 +33,10 @@ const (
 	// WebTransport, where each setup costs a QUIC and TLS handshake and an
 	// HTTP/3 CONNECT.
 	DefaultWTDialConcurrency = 50
+	// DefaultRTCDialConcurrency is the default DialConcurrency over
+	// WebRTC, where each setup costs ICE gathering, an HTTP round trip,
+	// ICE checks, a DTLS handshake and SCTP's.
+	DefaultRTCDialConcurrency = 50
 )
 
 // Transports of Config.Transport.
@@ -42,6 +46,9 @@ const (
 	// TransportWebTransport: one QUIC connection, WebTransport session and
 	// bidirectional stream of NDJSON frames per subscriber, to WTURL.
 	TransportWebTransport = "wt"
+	// TransportWebRTC: one pion peer connection and "topicast" data
+	// channel per subscriber, offered to WebRTCURL.
+	TransportWebRTC = "webrtc"
 )
 
 // MaxSize is the largest Size: the server's default --max-message.
@@ -51,12 +58,16 @@ const MaxSize = wire.DefaultMaxMessage
 // default; Run works on a copy with the defaults applied.
 type Config struct {
 	// URL is the server's WebSocket endpoint, ws://host:port/ws (or wss://).
-	// Over WebTransport it only serves to derive PublishURL. Zero:
-	// DefaultURL.
+	// Over WebTransport and WebRTC it only serves to derive PublishURL.
+	// Zero: DefaultURL.
 	URL string
-	// Transport is how subscribers connect: TransportWebSocket or
-	// TransportWebTransport. Zero: TransportWebSocket.
+	// Transport is how subscribers connect: TransportWebSocket,
+	// TransportWebTransport or TransportWebRTC. Zero: TransportWebSocket.
 	Transport string
+	// WebRTCURL is the server's WebRTC signalling endpoint,
+	// http://host:port/v1/webrtc, used with TransportWebRTC. Zero:
+	// webrtc.url of GET PublishURL/v1/info, resolved against it.
+	WebRTCURL string
 	// WTURL is the server's WebTransport endpoint, https://host:port/wt,
 	// used with TransportWebTransport. Zero: webtransport.url of
 	// GET PublishURL/v1/info.
@@ -74,7 +85,8 @@ type Config struct {
 	// APIKey is sent as "Authorization: Bearer" on publishes. Zero: none.
 	APIKey string
 	// Token is a JWT for the subscribers, sent as ?token= on the WebSocket
-	// or WebTransport URL. Zero: none (a server without a secret).
+	// or WebTransport URL, or the WebRTC offer's. Zero: none (a server
+	// without a secret).
 	Token string
 
 	// Conns is the number of subscriber connections. Zero: DefaultConns.
@@ -104,18 +116,19 @@ type Config struct {
 	// when the server is on 127.0.0.1: connections then come from
 	// 127.0.0.2, 127.0.0.3 and so on, SourceAddrs each, because one source
 	// address has only about 28,000 ephemeral ports towards one server
-	// port. It is ignored for other servers, and over WebTransport, where
-	// each subscriber has a UDP socket of its own. Zero:
+	// port. It is ignored for other servers, and over WebTransport and
+	// WebRTC, where each subscriber has a UDP socket of its own. Zero:
 	// DefaultConnsPerSource; negative: every connection uses the system's
 	// choice.
 	SourceAddrs int
 	// DialConcurrency is the number of connections being set up at once.
 	// Zero: DefaultDialConcurrency, or DefaultWTDialConcurrency over
-	// WebTransport.
+	// WebTransport, DefaultRTCDialConcurrency over WebRTC.
 	DialConcurrency int
 	// DialTimeout bounds the setup of one connection: TCP connect, upgrade
 	// and the reply to its sub (over WebTransport: QUIC handshake, session,
-	// stream and the reply). Zero: DefaultDialTimeout.
+	// stream and the reply; over WebRTC: gathering, offer, ICE, DTLS, SCTP,
+	// the channel and the reply). Zero: DefaultDialTimeout.
 	DialTimeout time.Duration
 	// ConnectTimeout bounds the whole connect phase; connections not up by
 	// then count as connect errors and the run goes on without them. Zero:
@@ -173,8 +186,11 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DialConcurrency == 0 {
 		c.DialConcurrency = DefaultDialConcurrency
-		if c.Transport == TransportWebTransport {
+		switch c.Transport {
+		case TransportWebTransport:
 			c.DialConcurrency = DefaultWTDialConcurrency
+		case TransportWebRTC:
+			c.DialConcurrency = DefaultRTCDialConcurrency
 		}
 	}
 	if c.DialTimeout == 0 {
@@ -214,10 +230,13 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("loadbench: "+format, args...))
 		}
 	}
-	check(c.Transport == TransportWebSocket || c.Transport == TransportWebTransport,
-		"transport must be %s or %s, not %q", TransportWebSocket, TransportWebTransport, c.Transport)
-	if c.Transport == TransportWebTransport {
+	check(c.Transport == TransportWebSocket || c.Transport == TransportWebTransport || c.Transport == TransportWebRTC,
+		"transport must be %s, %s or %s, not %q", TransportWebSocket, TransportWebTransport, TransportWebRTC, c.Transport)
+	switch c.Transport {
+	case TransportWebTransport:
 		errs = append(errs, c.validateWT())
+	case TransportWebRTC:
+		errs = append(errs, c.validateRTC())
 	}
 	check(c.Conns > 0, "conns must be positive, not %d", c.Conns)
 	check(c.Topics > 0, "topics must be positive, not %d", c.Topics)

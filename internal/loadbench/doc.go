@@ -1,6 +1,6 @@
 // Package loadbench is the engine of `topicast bench`, the project's own load
-// tool: it drives a topicast server with real WebSocket or WebTransport
-// subscribers and HTTP publishers, measures delivery latency, and checks the protocol's delivery
+// tool: it drives a topicast server with real WebSocket, WebTransport or
+// WebRTC subscribers and HTTP publishers, measures delivery latency, and checks the protocol's delivery
 // guarantees while doing so.
 //
 // # What a run does
@@ -30,8 +30,13 @@
 // WebTransport session of its own, and one bidirectional stream on which it
 // writes its sub and reads NDJSON frames (answering pings with pongs). The
 // endpoint and the certificate to pin default to what GET /v1/info reports
-// (webtransport.url and certHash). Both transports share the parsing, the
-// checks and the latency accounting.
+// (webtransport.url and certHash). With TransportWebRTC each one has a pion
+// peer connection of its own (one DTLS certificate shared by all; against
+// a server on loopback, loopback candidates only, so one UDP socket each)
+// and the "topicast" data channel, offered to POST /v1/webrtc with every
+// candidate; the endpoint and the ICE servers default to what
+// GET /v1/info reports (webrtc.url and iceServers). Every transport shares
+// the parsing, the checks and the latency accounting.
 //
 // # Latency
 //
@@ -57,7 +62,9 @@
 // server on 127.0.0.1, connections are spread over source addresses
 // 127.0.0.2 and up (Config.SourceAddrs), because one source address has only
 // about 28,000 ephemeral ports. A WebTransport subscriber costs a UDP
-// socket (one file descriptor) and a handful of quic-go goroutines.
+// socket (one file descriptor) and a handful of quic-go goroutines; a
+// WebRTC one a UDP socket and some twenty of pion's goroutines (ICE, DTLS,
+// SCTP, timers), and about as many on the server.
 //
 // Run is goroutine-safe and may run concurrently with itself; it joins every
 // goroutine it starts before it returns.

@@ -46,8 +46,8 @@ var phaseNames = [...]string{"connecting", "publishing", "draining", "closing"}
 // Run returns after every goroutine it started ended. When ctx is done it
 // stops early and returns the report so far with context.Cause(ctx). It
 // returns ErrNoSubscribers (and a report) when no subscriber connected, and
-// an error without a report for an invalid cfg or, over WebTransport, when
-// GET /v1/info cannot tell the endpoint cfg leaves zero.
+// an error without a report for an invalid cfg or, over WebTransport and
+// WebRTC, when GET /v1/info cannot tell the endpoint cfg leaves zero.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -55,9 +55,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	parent := ctx
 	var wt *wtClient
-	if cfg.Transport == TransportWebTransport {
+	var rtc *rtcClient
+	switch cfg.Transport {
+	case TransportWebTransport:
 		var err error
 		if wt, err = newWTClient(ctx, &cfg); err != nil {
+			return nil, err
+		}
+	case TransportWebRTC:
+		var err error
+		if rtc, err = newRTCClient(ctx, &cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -68,7 +75,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer cancel()
 
 	r := newRun(&cfg)
-	r.wt = wt
+	r.wt, r.rtc = wt, rtc
 	progressDone := make(chan struct{})
 	var progress sync.WaitGroup
 	if cfg.Progress != nil {
@@ -88,6 +95,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.close(ctx.Err() == nil)
 	if wt != nil {
 		wt.close()
+	}
+	if rtc != nil {
+		rtc.close()
 	}
 	close(progressDone)
 	progress.Wait()
@@ -115,7 +125,8 @@ type run struct {
 	errs   *errorLog
 	hists  []Histogram
 	pub    *publisher
-	wt     *wtClient // nil over WebSocket
+	wt     *wtClient  // nil but over WebTransport
+	rtc    *rtcClient // nil but over WebRTC
 	phase  atomic.Int32
 
 	subs          []atomic.Pointer[subscriber] // nil until connected
@@ -167,9 +178,12 @@ func (r *run) connect(ctx context.Context) {
 				}
 				var s *subscriber
 				var err error
-				if r.wt != nil {
+				switch {
+				case r.wt != nil:
 					s, err = r.wt.dial(ctx, r.cfg, i, r.topics, &r.hists[i%histShards], r.base)
-				} else {
+				case r.rtc != nil:
+					s, err = r.rtc.dial(ctx, r.cfg, i, r.topics, &r.hists[i%histShards], r.base)
+				default:
 					s, err = dialSubscriber(ctx, r.cfg, i, r.topics, &r.hists[i%histShards], r.base)
 				}
 				if err != nil {

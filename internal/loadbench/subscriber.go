@@ -35,12 +35,13 @@ var aLongTimeAgo = time.Unix(1, 0)
 // errNotSubscribed is the reason of a connection whose sub was not answered.
 var errNotSubscribed = errors.New("loadbench: no reply to sub")
 
-// subscriber is one WebSocket connection, or one WebTransport session,
-// subscribed to one topic.
+// subscriber is one WebSocket connection, WebTransport session or WebRTC
+// peer connection, subscribed to one topic.
 type subscriber struct {
 	topic int
-	conn  net.Conn // WebSocket; nil over WebTransport
-	wt    *wtLink  // WebTransport; nil over WebSocket
+	conn  net.Conn // WebSocket; nil otherwise
+	wt    *wtLink  // WebTransport; nil otherwise
+	rtc   *rtcLink // WebRTC; nil otherwise
 	hist  *Histogram
 	base  time.Time // start of the run, for lastDelivery
 
@@ -131,9 +132,12 @@ func (s *subscriber) subscribe(topic string) error {
 
 // readLoop reads deliveries until the connection ends.
 func (s *subscriber) readLoop() {
-	if s.wt != nil {
+	switch {
+	case s.wt != nil:
 		defer s.wt.release()
-	} else {
+	case s.rtc != nil:
+		defer s.rtc.release()
+	default:
 		defer s.conn.Close()
 	}
 	for {
@@ -149,11 +153,14 @@ func (s *subscriber) readLoop() {
 }
 
 // readMessage returns the next data message, answering control frames on
-// the way; over WebTransport, the lines received so far. The slice is valid
-// until the next call.
+// the way; over WebTransport, the lines received so far; over WebRTC, the
+// next channel message. The slice is valid until the next call.
 func (s *subscriber) readMessage() ([]byte, error) {
 	if s.wt != nil {
 		return s.wt.lines.read()
+	}
+	if s.rtc != nil {
+		return s.rtc.read()
 	}
 	for {
 		h, err := s.rd.NextFrame()
@@ -213,6 +220,9 @@ func (s *subscriber) onControl(h ws.Header, r io.Reader) error {
 func (s *subscriber) write(op ws.OpCode, payload []byte, deadline time.Time) error {
 	if s.wt != nil {
 		return s.writeWT(op, payload, deadline)
+	}
+	if s.rtc != nil {
+		return s.writeRTC(op, payload, deadline)
 	}
 	b, err := ws.CompileFrame(ws.MaskFrame(ws.NewFrame(op, true, payload)))
 	if err != nil {
@@ -286,6 +296,10 @@ func (s *subscriber) onMsg(frame []byte) {
 func (s *subscriber) close(graceful bool, deadline time.Time) {
 	if s.wt != nil {
 		s.closeWT()
+		return
+	}
+	if s.rtc != nil {
+		s.closeRTC()
 		return
 	}
 	s.closing.Store(true)

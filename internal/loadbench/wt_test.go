@@ -53,6 +53,27 @@ func TestConfigWebTransport(t *testing.T) {
 	}
 }
 
+func TestConfigWebRTC(t *testing.T) {
+	c := Config{Transport: TransportWebRTC}.withDefaults()
+	if err := c.validate(); err != nil || c.DialConcurrency != DefaultRTCDialConcurrency {
+		t.Fatalf("defaults: %v, dial concurrency %d", err, c.DialConcurrency)
+	}
+	for _, u := range []string{"ws://127.0.0.1:8080/v1/webrtc", "http:///v1/webrtc", "://x"} {
+		if err := (Config{Transport: TransportWebRTC, WebRTCURL: u}).withDefaults().validate(); err == nil {
+			t.Errorf("webrtc url %q validates", u)
+		}
+	}
+	ok := Config{Transport: TransportWebRTC, WebRTCURL: "https://h:1/v1/webrtc"}
+	if err := ok.withDefaults().validate(); err != nil {
+		t.Errorf("%+v: %v", ok, err)
+	}
+	// Without an endpoint, /v1/info must tell it: a closed port fails.
+	rep, err := Run(context.Background(), Config{Transport: TransportWebRTC, URL: "ws://" + freeAddr(t) + "/ws", RequestTimeout: 2 * time.Second})
+	if err == nil || rep != nil || !strings.Contains(err.Error(), "/v1/info") {
+		t.Fatalf("Run = %+v, %v; want an error about /v1/info", rep, err)
+	}
+}
+
 // TestLineReader reads NDJSON cut into reads every which way: several
 // lines to a read, lines split across reads, empty lines, and a last
 // unfinished line before the end.

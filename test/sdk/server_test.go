@@ -19,6 +19,7 @@ import (
 	"github.com/topicast/topicast/internal/testutil"
 	"github.com/topicast/topicast/transport"
 	"github.com/topicast/topicast/transport/httpapi"
+	"github.com/topicast/topicast/transport/webrtc"
 	"github.com/topicast/topicast/transport/websocket"
 	"github.com/topicast/topicast/transport/webtransport"
 )
@@ -71,10 +72,13 @@ type testServer struct {
 	// CertHash the SHA-256 of its development certificate.
 	WTURL    string
 	CertHash string
+	// RTCURL is the WebRTC signalling endpoint, http://127.0.0.1:port/v1/webrtc.
+	RTCURL string
 
 	node   *cluster.Node
 	ka     *transport.Keepalive
 	wt     *webtransport.Server
+	rtc    *webrtc.Server
 	ws     *websocket.Handler
 	http   *http.Server
 	ln     *trackingListener
@@ -131,6 +135,20 @@ func startServer(opts serverOptions) (*testServer, error) {
 		return nil, err
 	}
 	ts.WTURL, ts.CertHash = ts.wt.URL(), ts.wt.CertHash()
+	ts.rtc, err = webrtc.New(webrtc.Config{
+		UDPAddr:         "127.0.0.1:0",
+		Accept:          ts.accept,
+		MaxPendingBytes: opts.maxQueue,
+		Keepalive:       ts.ka,
+		NodeState:       node.NodeState(),
+	})
+	if err != nil {
+		_ = inner.Close()                    // the start error is the one to report
+		_ = ts.wt.Close()                    // likewise
+		_ = node.Close(context.Background()) // likewise
+		return nil, err
+	}
+	ts.RTCURL = ts.URL + webrtc.Path
 
 	mux := http.NewServeMux()
 	ts.ws = websocket.NewHandler(websocket.Config{
@@ -140,7 +158,10 @@ func startServer(opts serverOptions) (*testServer, error) {
 		NodeState:       node.NodeState(),
 	})
 	mux.Handle("GET /ws", ts.ws)
-	api := httpapi.New(httpapi.Config{Backend: node, Info: func() any { return nil }, APIKeys: opts.apiKeys,
+	mux.Handle("POST "+webrtc.Path, ts.rtc)
+	// GET /v1/info as internal/server answers it, for WebRTC's ICE servers.
+	info := map[string]any{"webrtc": map[string]any{"url": webrtc.Path, "iceServers": ts.rtc.ICEServers()}}
+	api := httpapi.New(httpapi.Config{Backend: node, Info: func() any { return info }, APIKeys: opts.apiKeys,
 		NodeState: node.NodeState()})
 	api.Register(mux)
 	ts.http = &http.Server{
@@ -162,7 +183,7 @@ func (ts *testServer) close() error {
 	defer cancel()
 	shut := make(chan error, 1)
 	go func() { shut <- ts.http.Shutdown(ctx) }()
-	errs := []error{ts.node.Close(ctx), ts.wt.Close()}
+	errs := []error{ts.node.Close(ctx), ts.wt.Close(), ts.rtc.Close()}
 	ts.ka.Close()
 	errs = append(errs, <-shut)
 	if err := <-ts.served; !errors.Is(err, http.ErrServerClosed) {
@@ -212,6 +233,17 @@ func (ts *testServer) closeSessions(d transport.Disconnect) int {
 	ss := ts.liveSessions()
 	for _, s := range ss {
 		s.Close(d)
+	}
+	return len(ss)
+}
+
+// failSessions ends every live session as a broken connection would:
+// without a close code (for WebRTC, the peer connection closes without a
+// close frame). It returns how many.
+func (ts *testServer) failSessions() int {
+	ss := ts.liveSessions()
+	for _, s := range ss {
+		s.(interface{ Fail(error) }).Fail(errors.New("test: connection broken"))
 	}
 	return len(ss)
 }

@@ -264,9 +264,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p, answer, err := s.answer(r, offer)
 	if err != nil {
-		if e := (*wire.Error)(nil); !errors.As(err, &e) {
+		e := (*wire.Error)(nil)
+		switch {
+		case !errors.As(err, &e):
 			s.log.LogAttrs(r.Context(), slog.LevelWarn, "webrtc: answering an offer failed",
 				slog.String("remote", r.RemoteAddr), slog.Any("err", err))
+		case e.Code == wire.CodeUnavailable:
+			w.Header().Set("Retry-After", "1")
 		}
 		transport.WriteHTTPError(w, err)
 		return

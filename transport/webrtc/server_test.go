@@ -457,6 +457,7 @@ func TestAdmission(t *testing.T) {
 	resp, body = post(t, url+"?token=good", offer, nil)
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, body)
 	require.Contains(t, body, `"code":"unavailable"`)
+	require.Equal(t, "1", resp.Header.Get("Retry-After"))
 
 	mu.Lock()
 	conns = 0

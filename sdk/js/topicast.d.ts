@@ -5,8 +5,11 @@
 /** A JSON value, as messages carry them. */
 export type JSONValue = string | number | boolean | null | JSONValue[] | { [key: string]: JSONValue };
 
-/** The transports connect tries, in order. */
-export type TransportName = "webtransport" | "websocket" | "sse";
+/**
+ * The transports connect tries, in order: WebTransport, WebRTC (data channels to the
+ * server, signalled with one POST /v1/webrtc), WebSocket, Server-Sent Events.
+ */
+export type TransportName = "webtransport" | "webrtc" | "websocket" | "sse";
 
 /** A position in a topic: the epoch and the seq of a message. */
 export interface Position {
@@ -70,7 +73,7 @@ export interface ConnectOptions {
   token?: string;
   /** Called for a fresh token before each connection. */
   tokenFunc?: () => Promise<string>;
-  /** Default ["webtransport", "websocket", "sse"]. */
+  /** Default ["webtransport", "webrtc", "websocket", "sse"]; leave one out to exclude it. */
   transports?: TransportName[];
   onEvent?: (event: ClientEvent) => void;
   /** Milliseconds: the ceiling of the first retry's random wait (100). */
@@ -88,7 +91,7 @@ export interface ConnectOptions {
 export interface SubscribeOptions {
   /** Recover the messages after this position (kept from Subscription.position). */
   since?: Position;
-  /** WebTransport datagrams: lossy, latest-wins delivery. */
+  /** WebTransport datagrams or the WebRTC datagram channel: lossy, latest-wins delivery. */
   delivery?: "datagram";
   /** Latest-value subscription: a client that falls behind gets the newest message. */
   mode?: "latest";
@@ -123,6 +126,61 @@ export interface Subscription {
   presence(): Promise<PresenceList>;
 }
 
+/** Options of Client.signal. */
+export interface SignalOptions {
+  /** This peer's id, the `from` of what it publishes; default a random UUID. */
+  id?: string;
+  /** Gets the other peers' signals (what they passed to send) and who sent them. */
+  onSignal?: (data: JSONValue, from: string) => void;
+  /** Called once for each peer that shows up on the topic. */
+  onPeer?: (from: string) => void;
+  /** Called when a peer says goodbye (its close()). */
+  onBye?: (from: string) => void;
+}
+
+/**
+ * The signalling of a peer-to-peer session over a topic that only the peers may use:
+ * every message published is {from: id, ...}; a peer ignores its own, and those sent to
+ * another.
+ */
+export interface Signal {
+  readonly topic: string;
+  /** This peer's id. */
+  readonly id: string;
+  /** The first other peer that showed up, or null. */
+  readonly peer: string | null;
+  /** Resolves once subscribed to the topic and announced to the peers. */
+  readonly ready: Promise<Signal>;
+  onSignal: ((data: JSONValue, from: string) => void) | null;
+  onPeer: ((from: string) => void) | null;
+  onBye: ((from: string) => void) | null;
+  /** Publishes data to peer `to` (default: peer, or every peer while none showed up). */
+  send(data: JSONValue, to?: string): Promise<Position>;
+  /** Says goodbye to the peers and unsubscribes. */
+  close(): Promise<void>;
+}
+
+/** Options of Client.peerConnection. */
+export interface PeerConnectionOptions {
+  /** The RTCPeerConnection's configuration (iceServers: STUN and TURN); default none. */
+  config?: RTCConfiguration;
+  /** The side that gives way when both offer at once; default: the smaller id. */
+  polite?: boolean;
+  /** This peer's id (SignalOptions.id). */
+  id?: string;
+}
+
+/** A peer connection to the other peer of a topic, negotiated through a Signal. */
+export interface PeerLink {
+  /** Add data channels and tracks to it, on either side, at any time. */
+  readonly pc: RTCPeerConnection;
+  readonly signal: Signal;
+  /** Resolves to the other peer's id once it showed up. */
+  readonly peer: Promise<string>;
+  /** Closes the peer connection and the signalling. */
+  close(): Promise<void>;
+}
+
 export interface Client {
   /** The current transport, or null while disconnected. */
   readonly transport: TransportName | null;
@@ -137,6 +195,13 @@ export interface Client {
   ): Subscription;
   /** Publishes data (any JSON value) to topic; resolves to its position. */
   publish(topic: string, data: JSONValue): Promise<Position>;
+  /**
+   * Signalling for peer-to-peer WebRTC on topic (offers, answers and candidates as
+   * ordinary messages, which the server never inspects).
+   */
+  signal(topic: string, options?: SignalOptions): Signal;
+  /** An RTCPeerConnection to the other peer on topic, with perfect negotiation. */
+  peerConnection(topic: string, options?: PeerConnectionOptions): PeerLink;
   /** Closes the connection and stops the client; pending calls reject. */
   close(): void;
 }

@@ -9,20 +9,33 @@
 //   sub.unsubscribe();
 //   client.close();
 //
-// Transports, tried in options.transports order (default all three):
+// Transports, tried in options.transports order (default all four, in this order; leave
+// a name out of options.transports to exclude it):
 //   "webtransport"  when /v1/info offers it and the browser has WebTransport; a
 //                   development certificate is pinned with serverCertificateHashes.
+//   "webrtc"        when /v1/info offers it (webrtc.url, webrtc.iceServers) and the
+//                   browser has RTCPeerConnection: data channels "topicast" (reliable,
+//                   ordered; frames as over WebSocket) and "topicast-datagram"
+//                   (unordered, no retransmission) for datagram subscriptions, set up
+//                   with one POST of the offer (every ICE candidate in it, gathering
+//                   bounded to 5 s) to the server, which answers 201 with its SDP. The
+//                   way to datagrams where WebTransport is missing or fails.
 //   "websocket"     GET /ws.
 //   "sse"           EventSource on GET /v1/sse with every subscribed topic. SSE only
 //                   receives: publish() rejects with code "unavailable" over it.
 // The client remembers which transport worked and tries it first again. Chromium does
 // not see the code of a WebTransport session the server closes (webtransport-go v0.13.0
 // resets the session's CONNECT stream): such closes read as 1006, and a session that
-// ends before its first frame makes the client try the next transport.
+// ends before its first frame makes the client try the next transport. Over WebRTC the
+// server closes with an error frame (no id, no topic) whose code names the close code
+// ("going_away" 1001, "slow_consumer" 4008...) and then closes the peer connection: the
+// client reports and handles that code as a WebSocket close with it; a peer connection
+// that fails or closes without one is 1006. A 401 answer to the offer reads as 4001.
 //
 // subscribe(topic, onMessage, {since: {epoch, seq}, delivery: "datagram", mode: "latest"}):
 // since recovers what came after a position kept from sub.position; "datagram" asks
-// WebTransport for lossy, latest-wins delivery (seq never goes backwards); mode "latest"
+// WebTransport or WebRTC for lossy, latest-wins delivery (seq never goes backwards;
+// WebSocket and SSE deliver every message); mode "latest"
 // makes the server keep only the newest undelivered message when the client falls
 // behind (gaps without "gap" events; over SSE only when every topic of the stream asks);
 // {delta: "fossil"} asks for messages as fossil deltas of the one before, which the client
@@ -53,9 +66,28 @@
 //   tokenFunc); calls reject from then on.
 // An error event with a topic says that the server refused to let the client enter the
 // topic again after a reconnection (it is no longer a member there).
+//
+// Peer-to-peer WebRTC between two browsers, signalled through topicast (the server never
+// looks into these messages): both pages use the same topic, which only the two of them
+// may use (their tokens' subscribe and publish patterns), over a transport that
+// publishes (not SSE).
+//   const link = client.peerConnection("p2p.room1");        // perfect negotiation
+//   const chat = link.pc.createDataChannel("chat", { negotiated: true, id: 0 });
+//   chat.onmessage = (e) => console.log(e.data);             // straight from the peer
+// peerConnection(topic, {config, polite}) gives {pc, signal, peer, close()}: config is
+// the RTCPeerConnection's (iceServers: STUN/TURN for peers behind NAT; none by default),
+// polite defaults to a comparison of the two ids (the smaller is polite), peer resolves
+// to the other side's id once it showed up. Underneath, signal(topic, {onSignal, onPeer,
+// onBye}) subscribes to the topic and announces itself: it gives {id, peer, ready,
+// send(data, to?), close()}. Every message it publishes is {from: id, ...}: {hello: true,
+// reply?: true} announces a peer (each hello that is not a reply is answered, so two
+// peers find each other whichever subscribed first), {data, to?} carries a signal (an
+// offer, an answer, a candidate: any JSON value) to onSignal(data, from), {bye: true}
+// says the peer left (onBye(from)). A peer ignores its own messages and those sent to
+// another; send() addresses the first peer that showed up unless told otherwise.
 
 const DEFAULTS = {
-  transports: ["webtransport", "websocket", "sse"],
+  transports: ["webtransport", "webrtc", "websocket", "sse"],
   minBackoff: 100, // ms: the ceiling of the first retry's random wait
   maxBackoff: 10000, // ms: the largest ceiling
   connectTimeout: 10000, // ms: one connection attempt
@@ -73,6 +105,34 @@ const RETRIABLE = ["unavailable", "rate_limited", "internal"];
 
 // MAX_INFO is the largest info of an enter, in UTF-8 bytes of its JSON.
 const MAX_INFO = 1024;
+
+// CLOSE_CODES maps the code names of the error frames that close a WebRTC session (no
+// id, no topic) to the WebSocket close codes they stand for; closeCode also reads
+// "code_N", the server's name of a code N outside this table.
+const CLOSE_CODES = {
+  normal: 1000,
+  going_away: 1001,
+  too_large: 1009,
+  unauthorized: 4001,
+  slow_consumer: 4008,
+  protocol_error: 4009,
+  rate_limited: 4029,
+};
+
+function closeCode(name) {
+  if (typeof name !== "string") return 0;
+  if (Object.hasOwn(CLOSE_CODES, name)) return CLOSE_CODES[name];
+  const m = /^code_([1-9][0-9]{3})$/.exec(name);
+  return m ? Number(m[1]) : 0;
+}
+
+// RTC_GATHER_TIMEOUT bounds the wait for ICE gathering (ms): the offer then goes with
+// the candidates gathered so far.
+const RTC_GATHER_TIMEOUT = 5000;
+
+// RTC_CLOSE_WAIT bounds the wait (ms) for the peer connection to close after the server
+// sent its close frame.
+const RTC_CLOSE_WAIT = 1000;
 
 /** TopicastError is what calls reject with; code is a protocol error code or "closed". */
 export class TopicastError extends Error {
@@ -119,7 +179,7 @@ class Client {
     this._timer = null;
   }
 
-  /** The current transport ("webtransport", "websocket", "sse"), or null while disconnected. */
+  /** The current transport ("webtransport", "webrtc", "websocket", "sse"), or null while disconnected. */
   get transport() {
     return this._conn ? this._conn.name : null;
   }
@@ -129,7 +189,7 @@ class Client {
    * from now (or after options.since = {epoch, seq}), once and in order. It returns a
    * Subscription at once; its `ready` promise resolves when the server confirmed it
    * and rejects if the server refused it. options.delivery "datagram" asks WebTransport
-   * for lossy, latest-wins delivery (other transports deliver every message).
+   * or WebRTC for lossy, latest-wins delivery (other transports deliver every message).
    * options.mode "latest" asks for a latest-value subscription: a client that falls
    * behind gets the newest message, never a slow-consumer close for the topic's volume.
    */
@@ -153,7 +213,7 @@ class Client {
       const send = (cn) => {
         if (!cn.canPublish) {
           reject(new TopicastError("unavailable",
-            `topicast: cannot publish over ${cn.name}, which only receives; list "websocket" or "webtransport" in transports`));
+            `topicast: cannot publish over ${cn.name}, which only receives; list "webtransport", "webrtc" or "websocket" in transports`));
           return;
         }
         const id = ++this._nextId;
@@ -163,6 +223,29 @@ class Client {
       if (this._conn) send(this._conn);
       else this._waiting.push({ send, reject }); // sent on the next connection
     });
+  }
+
+  /**
+   * signal opens a signalling channel for peer-to-peer WebRTC on topic, which only the
+   * two peers may use: offers, answers and ICE candidates go as ordinary messages, each
+   * {from: id, ...}. options.onSignal(data, from) gets the other peer's signals,
+   * options.onPeer(from) each peer that shows up, options.onBye(from) each that leaves;
+   * options.id replaces the random id. It returns a Signal at once; its ready promise
+   * resolves once it is subscribed and has announced itself.
+   */
+  signal(topic, options = {}) {
+    return new Signal(this, topic, options);
+  }
+
+  /**
+   * peerConnection makes an RTCPeerConnection to the other peer on topic, negotiated
+   * through signal(topic) with the perfect-negotiation pattern: add data channels or
+   * tracks to its pc whenever, either side. options.config is the RTCPeerConnection's
+   * configuration, options.polite (default: the peer with the smaller id is polite)
+   * which side gives way when both offer at once, options.id as for signal.
+   */
+  peerConnection(topic, options = {}) {
+    return new PeerLink(this, topic, options);
   }
 
   /** close closes the connection and stops the client; pending calls reject. */
@@ -548,7 +631,7 @@ class Client {
       const cn = this._conn;
       if (cn && !cn.canPublish) {
         return reject(new TopicastError("unavailable",
-          `topicast: cannot enter over ${cn.name}, which only receives; list "websocket" or "webtransport" in transports`));
+          `topicast: cannot enter over ${cn.name}, which only receives; list "webtransport", "webrtc" or "websocket" in transports`));
       }
       this._settleOp(s, null); // the new call replaces the one waiting
       s._gen++;
@@ -777,6 +860,184 @@ class Subscription {
   }
 }
 
+// --- peer-to-peer signalling ---
+
+/**
+ * Signal carries the signalling of a peer-to-peer session over topic; see Client.signal.
+ * Its callbacks may be set as properties (onSignal, onPeer, onBye) after it is made.
+ */
+class Signal {
+  constructor(client, topic, options) {
+    this.topic = topic;
+    /** id is this peer's id, the `from` of what it publishes. */
+    this.id = String(options.id || randomId());
+    /** peer is the id of the first other peer that showed up, or null. */
+    this.peer = null;
+    this.onSignal = options.onSignal || null;
+    this.onPeer = options.onPeer || null;
+    this.onBye = options.onBye || null;
+    this._c = client;
+    this._peers = new Set();
+    this._closed = false;
+    this._sub = client.subscribe(topic, (m) => this._onMessage(m.data));
+    /** ready resolves to the Signal once it is subscribed and has announced itself. */
+    this.ready = this._sub.ready.then(() => this._publish({ hello: true })).then(() => this);
+    this.ready.catch(() => {}); // awaiting ready is optional
+  }
+
+  /** send publishes data (a JSON value) to the peer `to` (default: this.peer, or all). */
+  send(data, to) {
+    if (this._closed) return Promise.reject(new TopicastError("closed", "topicast: signal closed"));
+    if (data === undefined) return Promise.reject(new TopicastError("bad_request", "topicast: send needs data"));
+    const f = { data };
+    const dest = to ?? this.peer;
+    if (dest) f.to = dest;
+    return this._publish(f);
+  }
+
+  /** close says goodbye to the peers and unsubscribes. */
+  close() {
+    if (this._closed) return Promise.resolve();
+    const bye = this._publish({ bye: true }).catch(() => {}); // the peer may have gone first
+    this._closed = true;
+    return bye.then(() => this._sub.unsubscribe());
+  }
+
+  _publish(f) {
+    return this._c.publish(this.topic, { from: this.id, ...f });
+  }
+
+  _onMessage(d) {
+    if (this._closed || !d || typeof d !== "object" || typeof d.from !== "string" || d.from === this.id) return;
+    if (d.to !== undefined && d.to !== this.id) return; // for another peer
+    if (d.bye) {
+      if (!this._peers.delete(d.from)) return;
+      if (this.peer === d.from) this.peer = null;
+      this._call(this.onBye, d.from);
+      return;
+    }
+    this._met(d.from);
+    if (d.hello) {
+      // Answer: the peer may have subscribed after this one's hello went by.
+      if (!d.reply) this._publish({ hello: true, reply: true, to: d.from }).catch(() => {});
+      return;
+    }
+    if ("data" in d) this._call(this.onSignal, d.data, d.from);
+  }
+
+  // _met records a peer the first time it shows up.
+  _met(from) {
+    if (this._peers.has(from)) return;
+    this._peers.add(from);
+    if (!this.peer) this.peer = from;
+    this._call(this.onPeer, from);
+  }
+
+  _call(fn, ...args) {
+    if (!fn) return;
+    try {
+      fn(...args);
+    } catch (e) {
+      report(e);
+    }
+  }
+}
+
+/**
+ * PeerLink is an RTCPeerConnection (pc) to the other peer of a topic, negotiated through
+ * a Signal (signal) with the perfect-negotiation pattern; see Client.peerConnection.
+ */
+class PeerLink {
+  constructor(client, topic, options) {
+    if (typeof RTCPeerConnection === "undefined") throw new TypeError("topicast: no RTCPeerConnection in this browser");
+    this.pc = new RTCPeerConnection(options.config || {});
+    this.signal = client.signal(topic, { id: options.id });
+    this._polite = options.polite;
+    this._makingOffer = false;
+    this._ignoreOffer = false;
+    this._negotiate = false; // negotiation was needed before the peer showed up
+    this._chain = Promise.resolve(); // the signals, one after the other
+    this._closed = false;
+    /** peer resolves to the other peer's id once it showed up. */
+    this.peer = new Promise((resolve) => (this._resolvePeer = resolve));
+    this.signal.onPeer = (from) => {
+      if (from !== this.signal.peer) return; // one peer: the first
+      this._resolvePeer(from);
+      if (this._negotiate) this._offer();
+    };
+    this.signal.onSignal = (data, from) => {
+      if (from !== this.signal.peer) return;
+      this._chain = this._chain.then(() => this._onSignal(data)).catch((e) => {
+        if (!this._closed) report(e);
+      });
+    };
+    this.pc.onnegotiationneeded = () => {
+      if (this.signal.peer) this._offer();
+      else this._negotiate = true;
+    };
+    this.pc.onsignalingstatechange = () => {
+      if (this._negotiate && this.signal.peer && this.pc.signalingState === "stable") this._offer();
+    };
+    this.pc.onicecandidate = ({ candidate }) => {
+      if (candidate && this.signal.peer) this.signal.send({ candidate: candidate.toJSON() }).catch(() => {});
+    };
+  }
+
+  /** close closes the peer connection and the signalling. */
+  close() {
+    this._closed = true;
+    this.pc.close();
+    return this.signal.close();
+  }
+
+  get _isPolite() {
+    return this._polite ?? this.signal.id < this.signal.peer;
+  }
+
+  async _offer() {
+    // Not in the middle of an exchange: offer once it is over (onsignalingstatechange).
+    if (this.pc.signalingState !== "stable") {
+      this._negotiate = true;
+      return;
+    }
+    this._negotiate = false;
+    try {
+      this._makingOffer = true;
+      await this.pc.setLocalDescription();
+      await this.signal.send({ description: this.pc.localDescription.toJSON() });
+    } catch (e) {
+      if (!this._closed) report(e);
+    } finally {
+      this._makingOffer = false;
+    }
+  }
+
+  async _onSignal({ description, candidate } = {}) {
+    const pc = this.pc;
+    if (description) {
+      const collision = description.type === "offer" && (this._makingOffer || pc.signalingState !== "stable");
+      this._ignoreOffer = !this._isPolite && collision;
+      if (this._ignoreOffer) return;
+      await pc.setRemoteDescription(description); // rolls back this side's offer if need be
+      if (description.type === "offer") {
+        await pc.setLocalDescription();
+        await this.signal.send({ description: pc.localDescription.toJSON() });
+      }
+    } else if (candidate) {
+      try {
+        await pc.addIceCandidate(candidate);
+      } catch (e) {
+        if (!this._ignoreOffer) throw e; // a candidate of the offer ignored: expected
+      }
+    }
+  }
+}
+
+function randomId() {
+  if (globalThis.crypto?.randomUUID) return crypto.randomUUID();
+  return Math.random().toString(36).slice(2) + Date.now().toString(36);
+}
+
 // --- transports ---
 //
 // A connection (conn) has: name, canPublish, datagrams, heartbeats, send(frame object),
@@ -819,8 +1080,13 @@ class BaseConn {
       } catch {
         continue; // not JSON: ignored
       }
-      this.onFrame(f, datagram, line);
+      if (!this._take(f, datagram)) this.onFrame(f, datagram, line);
     }
+  }
+
+  // _take lets a transport keep a frame for itself (true) rather than the client.
+  _take() {
+    return false;
   }
 }
 
@@ -973,6 +1239,163 @@ async function openWebTransport(c, token) {
     }
     throw e;
   }
+}
+
+// RTCConn speaks frames over the data channels of a peer connection to the server:
+// "topicast" as a WebSocket (frames joined by "\n"), "topicast-datagram" one msg frame
+// per channel message, given to the client as datagrams.
+class RTCConn extends BaseConn {
+  constructor(pc, ch, dg) {
+    super("webrtc");
+    this.datagrams = true; // "topicast" carries them until "topicast-datagram" is open
+    this._pc = pc;
+    this._ch = ch;
+    this._closing = null; // {code, reason} of the server's close frame
+    ch.binaryType = dg.binaryType = "arraybuffer";
+    const text = (d) => (typeof d === "string" ? d : UTF8D.decode(d)); // both are accepted
+    ch.onmessage = (e) => this._lines(text(e.data), false);
+    dg.onmessage = (e) => {
+      if (!this._closing) this._lines(text(e.data), true);
+    };
+    ch.onclose = () => this._end("the data channel closed");
+    ch.onerror = (e) => this._end(`the data channel failed: ${e.error?.message || "error"}`);
+    pc.onconnectionstatechange = () => {
+      const st = pc.connectionState;
+      if (st === "failed" || st === "closed") this._end(`the peer connection ${st}`);
+    };
+  }
+
+  // _take keeps the server's close frame: an error with no id and no topic whose code
+  // names a close code. The peer connection's close, which follows, ends the connection
+  // with that code; frames after it are ignored.
+  _take(f, datagram) {
+    if (this._closing) return true;
+    const code = closeCode(f.code);
+    if (datagram || f.op !== "error" || f.id || f.topic || !code) return false;
+    this._closing = { code, reason: f.message || "" };
+    setTimeout(() => this._end("the server did not close"), RTC_CLOSE_WAIT);
+    return true;
+  }
+
+  // _end finishes the connection, with the code of the server's close frame if one
+  // came (else 1006), and closes the peer connection.
+  _end(reason) {
+    this._finish(this._closing || { code: 1006, reason });
+    this._shut();
+  }
+
+  _shut() {
+    try {
+      this._pc.close();
+    } catch {
+      // closed already
+    }
+  }
+
+  send(f) {
+    if (this._done || this._ch.readyState !== "open") return;
+    this.lastWrite = Date.now();
+    try {
+      this._ch.send(JSON.stringify(f));
+    } catch (e) {
+      this.abort(`send: ${e.message}`); // over the channel's buffer, or closing
+    }
+  }
+
+  close(code, reason) {
+    // The client ends a session by closing its peer connection; the server sees it go.
+    this._finish({ code, reason: reason || "" });
+    this._shut();
+  }
+}
+
+// closedConn is a connection that ended before it began, with info {code, reason}: a 401
+// answer to a WebRTC offer reads as the 4001 close a WebSocket would have had.
+function closedConn(name, info) {
+  const cn = new BaseConn(name);
+  cn.send = () => {};
+  cn.close = () => {};
+  cn._finish(info);
+  return cn;
+}
+
+async function openWebRTC(c, token) {
+  if (typeof RTCPeerConnection === "undefined") throw new Error("no RTCPeerConnection in this browser");
+  const deadline = Date.now() + c._o.connectTimeout;
+  const left = () => Math.max(deadline - Date.now(), 0);
+  const infoURL = c._base + "/v1/info";
+  const info = await withTimeout(fetch(infoURL).then((r) => {
+    if (!r.ok) throw new Error(`GET /v1/info: ${r.status}`);
+    return r.json();
+  }), left());
+  const rtc = info.webrtc;
+  if (!rtc || !rtc.url) throw new Error("the server does not offer WebRTC");
+  const url = new URL(rtc.url, infoURL).href; // relative to the server's URL
+  const iceServers = (rtc.iceServers || []).map((u) => (typeof u === "string" ? { urls: u } : u));
+  const pc = new RTCPeerConnection({ iceServers });
+  try {
+    const ch = pc.createDataChannel("topicast");
+    const dg = pc.createDataChannel("topicast-datagram", { ordered: false, maxRetransmits: 0 });
+    await pc.setLocalDescription(await pc.createOffer());
+    // One round trip: the offer goes with every candidate (or those of the first 5 s).
+    await iceGathered(pc, Math.min(RTC_GATHER_TIMEOUT, left()));
+    const headers = { "Content-Type": "application/sdp" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const r = await withTimeout(fetch(url, { method: "POST", headers, body: pc.localDescription.sdp }), left());
+    if (r.status !== 201) {
+      const body = await r.json().catch(() => null);
+      const e = body && body.error;
+      if (r.status === 401) {
+        pc.close();
+        return closedConn("webrtc", { code: 4001, reason: e?.message || "unauthorized" });
+      }
+      throw new Error(`POST ${rtc.url}: ${r.status}${e ? ` ${e.code}: ${e.message}` : ""}`);
+    }
+    await pc.setRemoteDescription({ type: "answer", sdp: await withTimeout(r.text(), left()) });
+    await channelOpen(pc, ch, left());
+    return new RTCConn(pc, ch, dg);
+  } catch (e) {
+    pc.close();
+    throw e;
+  }
+}
+
+// iceGathered resolves once pc has gathered its ICE candidates, or after ms.
+function iceGathered(pc, ms) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      pc.removeEventListener("icegatheringstatechange", check);
+      pc.removeEventListener("icecandidate", check);
+      resolve();
+    };
+    const check = (e) => {
+      if (pc.iceGatheringState === "complete" || (e && e.type === "icecandidate" && !e.candidate)) done();
+    };
+    const t = setTimeout(done, ms);
+    pc.addEventListener("icegatheringstatechange", check);
+    pc.addEventListener("icecandidate", check);
+    check();
+  });
+}
+
+// channelOpen resolves once ch is open; it rejects when pc fails first, or after ms.
+function channelOpen(pc, ch, ms) {
+  return new Promise((resolve, reject) => {
+    const end = (err) => {
+      clearTimeout(t);
+      ch.onopen = ch.onclose = pc.onconnectionstatechange = null;
+      if (err) reject(new Error(err));
+      else resolve();
+    };
+    const t = setTimeout(() => end(`timed out (ICE ${pc.iceConnectionState}, ${pc.connectionState})`), ms);
+    ch.onopen = () => end(null);
+    ch.onclose = () => end("the data channel closed before it opened");
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "failed" || pc.connectionState === "closed") end(`the peer connection ${pc.connectionState}`);
+    };
+    if (ch.readyState === "open") end(null);
+  });
 }
 
 // SSEConn speaks the frame protocol over EventSource: it answers sub and unsub itself
@@ -1129,7 +1552,7 @@ async function openSSE(c, token) {
   return cn;
 }
 
-const OPENERS = { webtransport: openWebTransport, websocket: openWebSocket, sse: openSSE };
+const OPENERS = { webtransport: openWebTransport, webrtc: openWebRTC, websocket: openWebSocket, sse: openSSE };
 
 // --- helpers ---
 

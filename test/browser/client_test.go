@@ -24,6 +24,10 @@ type clientOpts struct {
 	URL        string   `json:"url,omitempty"`
 	Since      *since   `json:"since,omitempty"`
 	Delta      bool     `json:"delta,omitempty"`
+	// NoWebTransport hides WebTransport from the page.
+	NoWebTransport bool `json:"noWebTransport,omitempty"`
+	// TapChannels counts the messages of the page's data channels (run.Channels).
+	TapChannels bool `json:"tapChannels,omitempty"`
 }
 
 type since struct {

@@ -38,8 +38,8 @@ type browser struct {
 }
 
 // newBrowser starts Chromium for t; it stops when t ends. Without Chromium the
-// test skips, or fails when CI is set.
-func newBrowser(t *testing.T) *browser {
+// test skips, or fails when CI is set. extra adds flags to the default ones.
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") != "" {
@@ -64,6 +64,7 @@ func newBrowser(t *testing.T) *browser {
 		chromedp.WindowSize(1200, 900),
 		chromedp.CombinedOutput(&out),
 	}
+	opts = append(opts, extra...)
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	b := &browser{t: t}
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(b.logf))
@@ -270,6 +271,7 @@ type run struct {
 	Ready       json.RawMessage     `json:"ready"`
 	Extra       map[string][]uint64 `json:"extra"`
 	Datas       []string            `json:"datas"`
+	Channels    map[string]int      `json:"channels"`
 }
 
 // requireSeqs checks that r got seqs 1..n, each once and in order, and that

@@ -7,8 +7,11 @@ import {
   type ClientEvent,
   type Member,
   type Message,
+  type PeerLink,
   type Position,
   type PresenceList,
+  type Signal,
+  type TransportName,
 } from "../../sdk/js/topicast.js";
 
 interface Score {
@@ -43,7 +46,7 @@ function describe(e: ClientEvent): string {
 export async function main(): Promise<Position> {
   const client = await connect({
     url: "http://127.0.0.1:8080",
-    transports: ["webtransport", "websocket", "sse"],
+    transports: ["webtransport", "webrtc", "websocket", "sse"],
     tokenFunc: async () => "jwt",
     onEvent: (e) => console.log(describe(e)),
     minBackoff: 50,
@@ -81,6 +84,24 @@ export async function main(): Promise<Position> {
     if (e.type === "leave") console.log(e.info);
   };
   onLeave({ type: "leave", topic: "room.1", client: "ada", conn: "n1-ws-1" });
+  // Peer-to-peer WebRTC signalled through a topic.
+  const link: PeerLink = client.peerConnection("p2p.room1", { config: { iceServers: [] }, polite: true });
+  const chat: RTCDataChannel = link.pc.createDataChannel("chat", { negotiated: true, id: 0 });
+  chat.onmessage = (e) => console.log(e.data);
+  const peer: string = await link.peer;
+  console.log(peer, link.signal.id);
+  await link.close();
+  const sig: Signal = client.signal("p2p.room2", { onSignal: (data, from) => console.log(data, from) });
+  sig.onPeer = (from: string) => void sig.send({ hello: from }, from);
+  sig.onBye = null;
+  await sig.ready;
+  const at: Position = await sig.send({ candidate: null });
+  console.log(at.seq, sig.peer ?? "nobody yet");
+  // @ts-expect-error: data is a JSON value
+  void sig.send(() => 1);
+  await sig.close();
+  const tr: TransportName | null = client.transport;
+  if (tr === "webrtc") console.log("data channels to the server");
   try {
     return await client.publish("chat", { text: "hi", tags: ["a"], n: 1, ok: true, none: null });
   } catch (e) {

@@ -42,7 +42,7 @@ function newRun(name, api, topic, dgTopic) {
     name, api, topic, dgTopic: dgTopic || "", transport: "",
     seqs: [], ns: [], dg: [], streamDg: [], ids: [],
     events: [], disconnects: [], connects: 0, inOrder: true, ready: null, close: () => {},
-    subs: {}, extra: {}, datas: [],
+    subs: {}, extra: {}, datas: [], channels: {},
   };
   runs.set(name, r);
   schedule();
@@ -75,7 +75,7 @@ function summary(r) {
   return {
     transport: r.transport, seqs: r.seqs, ns: r.ns, dg: r.dg, streamDg: r.streamDg, ids: r.ids,
     events: r.events, disconnects: r.disconnects, connects: r.connects, inOrder: r.inOrder, ready: r.ready,
-    extra: r.extra, datas: r.datas,
+    extra: r.extra, datas: r.datas, channels: r.channels,
   };
 }
 
@@ -95,6 +95,20 @@ async function readLines(readable, onLine) {
       if (line.trim()) onLine(line);
     }
   }
+}
+
+// tapChannels counts, in r.channels[label], the messages received on every data channel
+// the page creates from now on, and keeps the last one of each label in r.lastChannel.
+function tapChannels(r) {
+  const create = RTCPeerConnection.prototype.createDataChannel;
+  r.lastChannel = {};
+  RTCPeerConnection.prototype.createDataChannel = function (label, ...rest) {
+    const ch = create.call(this, label, ...rest);
+    r.lastChannel[label] = ch;
+    r.channels[label] ??= 0;
+    ch.addEventListener("message", () => r.channels[label]++);
+    return ch;
+  };
 }
 
 window.T = {
@@ -192,9 +206,15 @@ window.T = {
 
   // client connects topicast.js (from the server) and subscribes to opts.topic, and
   // to opts.dgTopic with "delivery":"datagram" if set.
+  //
+  // opts.noWebTransport hides WebTransport from the page, as a browser without it;
+  // opts.tapChannels counts the messages of each data channel the page opens, by label,
+  // in channels.
   async client(name, opts) {
     const { connect } = await import(server + "/topicast.js");
     const r = newRun(name, "topicast.js", opts.topic, opts.dgTopic);
+    if (opts.noWebTransport) delete globalThis.WebTransport;
+    if (opts.tapChannels) tapChannels(r);
     const client = await connect({
       url: opts.url || server,
       transports: opts.transports,
@@ -308,6 +328,12 @@ window.T = {
         // busy
       }
     }, 0);
+  },
+
+  // closeChannel closes run name's last data channel labelled label (tapChannels): a
+  // connection that ends without a close frame.
+  closeChannel(name, label) {
+    runs.get(name).lastChannel[label].close();
   },
 
   // send writes one line on run name's WebTransport stream.

@@ -54,7 +54,7 @@ type NodeMetrics struct {
 	// for each delta frame queued, the full frame's length less its own.
 	DeltaBytesSaved atomic.Uint64
 	// BytesWritten counts the bytes of the frames the outbound writers
-	// wrote to clients (WebSocket, WebTransport streams, SSE; framing and
+	// wrote to clients (WebSocket, WebTransport streams, WebRTC channels, SSE; framing and
 	// separators not included).
 	BytesWritten atomic.Uint64
 	// TopicsActive is the number of the node's topic actors running.

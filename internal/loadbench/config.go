@@ -1,6 +1,7 @@
 package loadbench
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,12 @@ const (
 	DefaultDialTimeout     = 10 * time.Second
 	DefaultConnectTimeout  = 2 * time.Minute
 	DefaultRequestTimeout  = 10 * time.Second
+
+	// MaxConnsPerProcess bounds the subscribers of one process: a process
+	// may hold 20,000 file descriptors on the machines this runs on, and
+	// each connection takes one; the rest is margin for the publishers,
+	// the workers' pipes and the runtime.
+	MaxConnsPerProcess = 18000
 
 	// DefaultWTDialConcurrency is the default DialConcurrency over
 	// WebTransport, where each setup costs a QUIC and TLS handshake and an
@@ -59,8 +66,15 @@ const MaxSize = wire.DefaultMaxMessage
 type Config struct {
 	// URL is the server's WebSocket endpoint, ws://host:port/ws (or wss://).
 	// Over WebTransport and WebRTC it only serves to derive PublishURL.
-	// Zero: DefaultURL.
+	// Zero: DefaultURL, or the first of URLs.
 	URL string
+	// URLs are the WebSocket endpoints of several nodes of one cluster:
+	// subscriber i connects to URLs[i%len(URLs)], and publisher goroutine
+	// k posts to the HTTP base derived from URLs[k%len(URLs)] (unless
+	// PublishURL is set). A topic's messages have one seq order cluster
+	// wide, so every subscriber checks its stream as against one node.
+	// Only over WebSocket. Zero: URL alone.
+	URLs []string
 	// Transport is how subscribers connect: TransportWebSocket,
 	// TransportWebTransport or TransportWebRTC. Zero: TransportWebSocket.
 	Transport string
@@ -138,12 +152,32 @@ type Config struct {
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
 
+	// Procs is the number of load-generator processes: Run connects the
+	// first share of the subscribers itself and starts Procs-1 workers
+	// with StartWorker for the others (see Share), each under
+	// MaxConnsPerProcess connections. Only Run publishes. Zero: 1.
+	Procs int
+	// StartWorker starts a worker process for share, one that runs
+	// RunWorker with this Config, and returns its pipes. Run cancels ctx
+	// to kill a worker that does not end when told. Required when
+	// Procs > 1; cmd/topicast starts its own binary.
+	StartWorker func(ctx context.Context, share Share) (*Worker, error)
+	// NodePIDs are the process ids of the nodes, in the order of URLs, on
+	// this machine: their CPU and RSS are then read from /proc/<pid>
+	// instead of the nodes' GET /metrics (process_cpu_seconds_total,
+	// process_resident_memory_bytes). Zero: /metrics.
+	NodePIDs []int
+
 	// Progress, when set, receives a one-line progress bar redrawn with \r
 	// every 500 ms, and a final newline. Zero: no progress output.
 	Progress io.Writer
 	// Logger receives connection and publish failures (the first few of
 	// each kind). Zero: slog.DiscardHandler.
 	Logger *slog.Logger
+
+	// Set by withDefaults.
+	publishURLs []string // where publisher k posts: publishURLs[k%len]
+	nodeBases   []string // the HTTP base of each of URLs, for /metrics
 }
 
 // withDefaults returns a copy of c with every zero field set to its default.
@@ -151,8 +185,22 @@ func (c Config) withDefaults() Config {
 	if c.URL == "" {
 		c.URL = DefaultURL
 	}
+	if len(c.URLs) == 0 {
+		c.URLs = []string{c.URL}
+	}
+	c.URL = c.URLs[0]
+	c.nodeBases = make([]string, len(c.URLs))
+	for i, u := range c.URLs {
+		c.nodeBases[i] = derivePublishURL(u)
+	}
 	if c.PublishURL == "" {
-		c.PublishURL = derivePublishURL(c.URL)
+		c.PublishURL = c.nodeBases[0]
+		c.publishURLs = c.nodeBases
+	} else {
+		c.publishURLs = []string{c.PublishURL}
+	}
+	if c.Procs == 0 {
+		c.Procs = 1
 	}
 	if c.Conns == 0 {
 		c.Conns = DefaultConns
@@ -210,12 +258,14 @@ func (c Config) withDefaults() Config {
 
 // validate checks a Config that has its defaults applied.
 func (c Config) validate() error {
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		return fmt.Errorf("loadbench: url: %w", err)
-	}
-	if u.Scheme != "ws" && u.Scheme != "wss" {
-		return fmt.Errorf("loadbench: url %q: scheme must be ws or wss", c.URL)
+	for _, raw := range c.URLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return fmt.Errorf("loadbench: url: %w", err)
+		}
+		if u.Scheme != "ws" && u.Scheme != "wss" {
+			return fmt.Errorf("loadbench: url %q: scheme must be ws or wss", raw)
+		}
 	}
 	p, err := url.Parse(c.PublishURL)
 	if err != nil {
@@ -238,7 +288,19 @@ func (c Config) validate() error {
 	case TransportWebRTC:
 		errs = append(errs, c.validateRTC())
 	}
+	check(len(c.URLs) == 1 || c.Transport == TransportWebSocket,
+		"several urls need transport %s, not %q", TransportWebSocket, c.Transport)
+	check(len(c.NodePIDs) == 0 || len(c.NodePIDs) == len(c.URLs),
+		"%d node pids for %d urls", len(c.NodePIDs), len(c.URLs))
 	check(c.Conns > 0, "conns must be positive, not %d", c.Conns)
+	check(c.Procs > 0, "procs must be positive, not %d", c.Procs)
+	check(c.Procs == 1 || c.StartWorker != nil, "procs %d without a way to start workers", c.Procs)
+	if c.Procs > 0 {
+		perProc := (c.Conns + c.Procs - 1) / c.Procs
+		check(perProc <= MaxConnsPerProcess,
+			"%d conns over %d procs is %d per process, over the %d a process may hold here (file descriptors); use -procs %d or more",
+			c.Conns, c.Procs, perProc, MaxConnsPerProcess, (c.Conns+MaxConnsPerProcess-1)/MaxConnsPerProcess)
+	}
 	check(c.Topics > 0, "topics must be positive, not %d", c.Topics)
 	check(c.Rate > 0, "rate must be positive, not %g", c.Rate)
 	check(c.Size > 0 && c.Size <= MaxSize, "size must be 1 to %d bytes, not %d", MaxSize, c.Size)
@@ -273,14 +335,24 @@ func publishEndpoint(base string) string {
 	return base + "/v1/publish"
 }
 
-// subscribeURL adds the token, if any, to the WebSocket URL.
-func (c Config) subscribeURL() string {
-	if c.Token == "" {
+// nodeURL returns the WebSocket URL of subscriber i's node.
+func (c Config) nodeURL(i int) string {
+	if len(c.URLs) == 0 {
 		return c.URL
 	}
-	u, err := url.Parse(c.URL)
+	return c.URLs[i%len(c.URLs)]
+}
+
+// subscribeURL returns subscriber i's node's WebSocket URL with the token,
+// if any.
+func (c Config) subscribeURL(i int) string {
+	raw := c.nodeURL(i)
+	if c.Token == "" {
+		return raw
+	}
+	u, err := url.Parse(raw)
 	if err != nil {
-		return c.URL
+		return raw
 	}
 	q := u.Query()
 	q.Set("token", c.Token)
@@ -291,12 +363,14 @@ func (c Config) subscribeURL() string {
 // sourceAddr returns the local address connection i binds to, or nil for the
 // system's choice. Numbering starts at 127.0.0.2 so that the ports of
 // 127.0.0.1 stay free for everything else on the machine, the bench's own
-// publishers included.
+// publishers included. i is the index over all processes of a run, so
+// that SourceAddrs bounds the connections of an address machine-wide: the
+// kernel then hands each process distinct ports of a shared address.
 func (c Config) sourceAddr(i int) *net.TCPAddr {
 	if c.SourceAddrs <= 0 {
 		return nil
 	}
-	u, err := url.Parse(c.URL)
+	u, err := url.Parse(c.nodeURL(i))
 	if err != nil {
 		return nil
 	}

@@ -57,7 +57,7 @@ func TestConfigURLs(t *testing.T) {
 		}
 	}
 	c := Config{URL: "ws://h:1/ws", Token: "a.b+c"}
-	if got := c.subscribeURL(); got != "ws://h:1/ws?token=a.b%2Bc" {
+	if got := c.subscribeURL(0); got != "ws://h:1/ws?token=a.b%2Bc" {
 		t.Errorf("subscribeURL = %q", got)
 	}
 }

@@ -23,6 +23,33 @@
 //	}
 //	rep.WriteText(os.Stdout)
 //
+// # Clusters and several processes
+//
+// URLs names several nodes of one cluster: subscriber i connects to
+// URLs[i%len(URLs)] and publisher goroutine k posts to the HTTP base of
+// URLs[k%len(URLs)]. A topic's messages have one seq order cluster-wide,
+// so every check holds as against one node.
+//
+// With Procs N, Run keeps the first of N equal shares of the subscribers
+// (see Share) and starts N-1 workers with StartWorker; `topicast bench`
+// starts its own binary with the hidden flag -worker offset:conns, which
+// calls RunWorker. Subscriber numbers, and with them topics, nodes and
+// source addresses, are global, so the processes never collide. The
+// processes talk JSON lines: a worker reports progress every 200 ms and
+// "ready" once connected; Run publishes only once every worker is ready,
+// then sends each the publishes answered by topic, drains until every
+// process has its deliveries, and sends "close"; the worker closes its
+// connections and sends its result (counts, checks, latency histogram),
+// which Run merges into one Report. A worker ends when its stdin ends, so
+// none outlives Run's process. One process holds at most
+// MaxConnsPerProcess subscribers (one file descriptor each).
+//
+// Run samples each node's CPU time and RSS (process_cpu_seconds_total and
+// process_resident_memory_bytes of GET /metrics, or /proc/<pid> with
+// NodePIDs) before connecting, once everyone is connected and when the
+// drain ends, and reports per node CPU per delivery and RSS per
+// connection (Report.Nodes), and the time to connect everyone.
+//
 // # Transports
 //
 // Subscribers use WebSocket by default. With Transport

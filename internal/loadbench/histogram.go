@@ -1,6 +1,8 @@
 package loadbench
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"math/bits"
 	"sync/atomic"
@@ -134,3 +136,45 @@ func (h *Histogram) Buckets() []Bucket {
 }
 
 func durationMs(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// histogramJSON is the form of a Histogram between the processes of a run:
+// the non-empty buckets by index, so that merging loses nothing.
+type histogramJSON struct {
+	MaxNs   int64       `json:"max_ns"`
+	Buckets [][2]uint64 `json:"buckets"` // bucket index, count
+}
+
+// MarshalJSON encodes every count of h, for UnmarshalJSON in another
+// process.
+func (h *Histogram) MarshalJSON() ([]byte, error) {
+	v := histogramJSON{MaxNs: h.max.Load(), Buckets: [][2]uint64{}}
+	for i := range h.counts {
+		if n := h.counts[i].Load(); n > 0 {
+			v.Buckets = append(v.Buckets, [2]uint64{uint64(i), n})
+		}
+	}
+	return json.Marshal(v)
+}
+
+// UnmarshalJSON adds the counts that MarshalJSON encoded to h: a zero
+// Histogram becomes a copy of the one encoded, and another one their
+// Merge.
+func (h *Histogram) UnmarshalJSON(b []byte) error {
+	var v histogramJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	for _, bc := range v.Buckets {
+		if bc[0] >= numBuckets {
+			return fmt.Errorf("loadbench: histogram bucket %d out of range", bc[0])
+		}
+	}
+	var o Histogram
+	for _, bc := range v.Buckets {
+		o.counts[bc[0]].Add(bc[1])
+		o.total.Add(bc[1])
+	}
+	o.max.Store(v.MaxNs)
+	h.Merge(&o)
+	return nil
+}

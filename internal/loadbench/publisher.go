@@ -25,11 +25,11 @@ const maxAnswer = 64 << 10
 // the latency, as a real producer's users would feel it (no coordinated
 // omission).
 type publisher struct {
-	cfg      *Config
-	client   *http.Client
-	endpoint string
-	topics   []string
-	errs     *errorLog
+	cfg       *Config
+	client    *http.Client
+	endpoints []string // publisher goroutine k posts to endpoints[k%len]
+	topics    []string
+	errs      *errorLog
 
 	start    time.Time
 	interval float64 // nanoseconds between two messages
@@ -44,6 +44,14 @@ type publisher struct {
 }
 
 func newPublisher(cfg *Config, topics []string, errs *errorLog) *publisher {
+	bases := cfg.publishURLs
+	if len(bases) == 0 {
+		bases = []string{cfg.PublishURL}
+	}
+	endpoints := make([]string, len(bases))
+	for i, b := range bases {
+		endpoints[i] = publishEndpoint(b)
+	}
 	transport := &http.Transport{
 		// Proxies from the environment would only distort the numbers.
 		Proxy:               nil,
@@ -55,7 +63,7 @@ func newPublisher(cfg *Config, topics []string, errs *errorLog) *publisher {
 	return &publisher{
 		cfg:       cfg,
 		client:    &http.Client{Transport: transport, Timeout: cfg.RequestTimeout},
-		endpoint:  publishEndpoint(cfg.PublishURL),
+		endpoints: endpoints,
 		topics:    topics,
 		errs:      errs,
 		interval:  float64(time.Second) / cfg.Rate,
@@ -65,10 +73,12 @@ func newPublisher(cfg *Config, topics []string, errs *errorLog) *publisher {
 	}
 }
 
-// run publishes until every message due within Duration was sent, ctx is
-// done, or hardEnd passed: publishers that far behind would only keep the
-// run going, and what they did not send is reported as unsent.
-func (p *publisher) run(ctx context.Context) {
+// run is publisher goroutine k: it publishes to its node's endpoint until
+// every message due within Duration was sent, ctx is done, or hardEnd
+// passed: publishers that far behind would only keep the run going, and
+// what they did not send is reported as unsent.
+func (p *publisher) run(ctx context.Context, k int) {
+	endpoint := p.endpoints[k%len(p.endpoints)]
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	body := make([]byte, 0, p.cfg.Size+64)
@@ -93,7 +103,7 @@ func (p *publisher) run(ctx context.Context) {
 		topic := int(n % int64(len(p.topics)))
 		body = appendPublishBody(body[:0], p.topics[topic], due.UnixNano(), p.cfg.Size)
 		p.attempted.Add(1)
-		seq, err := p.publish(ctx, body, &answer)
+		seq, err := p.publish(ctx, endpoint, body, &answer)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -112,9 +122,9 @@ func (p *publisher) run(ctx context.Context) {
 	}
 }
 
-// publish sends one body and returns the seq of the answer.
-func (p *publisher) publish(ctx context.Context, body []byte, answer *bytes.Buffer) (uint64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.endpoint, bytes.NewReader(body))
+// publish sends one body to endpoint and returns the seq of the answer.
+func (p *publisher) publish(ctx context.Context, endpoint string, body []byte, answer *bytes.Buffer) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}

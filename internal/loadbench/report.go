@@ -14,10 +14,16 @@ import (
 // latencies are in milliseconds, from the time a message was due to be
 // published to its delivery.
 type Report struct {
+	// Procs is the number of load-generator processes whose subscribers
+	// the report sums up.
+	Procs int `json:"procs"`
 	// Conns is the number of subscribers that connected and subscribed.
 	Conns int `json:"conns"`
 	// ConnectErrors is the number of subscribers that did not.
 	ConnectErrors int `json:"connect_errors"`
+	// ConnectSeconds is the time to connect and subscribe everyone, in
+	// every process, from the start of the first process's connect phase.
+	ConnectSeconds float64 `json:"connect_seconds"`
 	// Disconnects is the number of subscribers that stopped receiving
 	// before the end: closed by the server (4008 slow consumer, ...), a
 	// read error, or an error frame ending the subscription.
@@ -71,6 +77,10 @@ type Report struct {
 	P999 float64 `json:"p999"`
 	Max  float64 `json:"max"`
 
+	// Nodes has the subscribers, deliveries, CPU and memory of each node,
+	// in the order of Config.URLs.
+	Nodes []NodeReport `json:"nodes,omitempty"`
+
 	// Errors are the first distinct failure messages, with their counts.
 	Errors []ErrorCount `json:"errors,omitempty"`
 
@@ -101,7 +111,8 @@ func (r *Report) OK() bool {
 func (r *Report) WriteText(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	d := strconv.FormatInt
-	fmt.Fprintf(tw, "conns\t%d\t%d connect errors, %d disconnects\n", r.Conns, r.ConnectErrors, r.Disconnects)
+	fmt.Fprintf(tw, "conns\t%d\t%d connect errors, %d disconnects, %.1fs to connect, %d procs\n",
+		r.Conns, r.ConnectErrors, r.Disconnects, r.ConnectSeconds, r.Procs)
 	fmt.Fprintf(tw, "topics\t%d\t\n", r.Topics)
 	fmt.Fprintf(tw, "published\t%s\t%.0f/s, %d errors, %d unsent\n", d(r.Published, 10), r.PublishedPerSec, r.PublishErrors, r.Unsent)
 	fmt.Fprintf(tw, "expected\t%s\t\n", d(r.Expected, 10))
@@ -120,6 +131,9 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(tw, "invariants\t%s\t\n", verdict)
 	tw.Flush()
 	fmt.Fprintf(w, "latency ms    p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n", r.P50, r.P90, r.P99, r.P999, r.Max)
+	for _, n := range r.Nodes {
+		n.writeText(w)
+	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "error         %d× %s\n", e.Count, e.Message)
 	}
@@ -146,20 +160,22 @@ func newErrorLog(log *slog.Logger) *errorLog {
 }
 
 // add records err, whose message starts with what failed.
-func (l *errorLog) add(err error) {
-	msg := err.Error()
+func (l *errorLog) add(err error) { l.addCount(err.Error(), 1) }
+
+// addCount records n failures with message msg.
+func (l *errorLog) addCount(msg string, n int64) {
 	l.mu.Lock()
-	n, seen := l.counts[msg]
+	had, seen := l.counts[msg]
 	first := false
 	switch {
 	case seen:
-		l.counts[msg] = n + 1
+		l.counts[msg] = had + n
 	case len(l.order) < maxErrorKinds:
-		l.counts[msg] = 1
+		l.counts[msg] = n
 		l.order = append(l.order, msg)
 		first = true
 	default:
-		l.other++
+		l.other += n
 	}
 	l.mu.Unlock()
 	if first {

@@ -68,13 +68,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	// Each phase is bounded on its own; this only guards against a phase
-	// that would not be.
-	limit := cfg.ConnectTimeout + cfg.DialTimeout + cfg.Duration + 2*cfg.Drain + cfg.RequestTimeout + closeGrace + 10*time.Second
-	ctx, cancel := context.WithTimeoutCause(ctx, limit, errOverrun)
+	ctx, cancel := context.WithTimeoutCause(ctx, cfg.runLimit(), errOverrun)
 	defer cancel()
 
-	r := newRun(&cfg)
+	shares := splitConns(cfg.Conns, cfg.Procs)
+	r := newRun(&cfg, shares[0])
 	r.wt, r.rtc = wt, rtc
 	progressDone := make(chan struct{})
 	var progress sync.WaitGroup
@@ -82,17 +80,32 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		progress.Go(func() { r.progressLoop(progressDone) })
 	}
 
-	r.connect(ctx)
-	if r.connected.Load() > 0 && ctx.Err() == nil {
-		r.phase.Store(phasePublish)
-		tl := r.startTimeline()
-		r.publish(ctx)
-		r.phase.Store(phaseDrain)
-		r.drain(ctx)
-		r.timeline = tl.stop()
+	nodes := newNodeSampler(&cfg)
+	var samples [3][]nodeSample // before connecting, connected, end
+	samples[0] = nodes.sample(ctx)
+	connectStart := time.Now()
+	err := r.startWorkers(ctx, shares[1:])
+	if err == nil {
+		r.connect(ctx)
+		r.waitReady(ctx)
+		r.connectTime = time.Since(connectStart)
+		samples[1] = nodes.sample(ctx)
+		if r.connectedAll() > 0 && ctx.Err() == nil {
+			r.phase.Store(phasePublish)
+			tl := r.startTimeline()
+			r.publish(ctx)
+			r.sendPublished()
+			r.phase.Store(phaseDrain)
+			r.drain(ctx)
+			r.timeline = tl.stop()
+			samples[2] = nodes.sample(ctx)
+		}
 	}
 	r.phase.Store(phaseClose)
+	r.sendClose()
 	r.close(ctx.Err() == nil)
+	r.collectWorkers()
+	nodes.close()
 	if wt != nil {
 		wt.close()
 	}
@@ -101,8 +114,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	close(progressDone)
 	progress.Wait()
+	if err != nil {
+		return nil, err
+	}
 
-	rep := r.report()
+	rep := r.report(samples)
 	switch {
 	case parent.Err() != nil:
 		return rep, context.Cause(parent)
@@ -117,6 +133,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
+// runLimit bounds a whole run. Each phase is bounded on its own; this only
+// guards against a phase that would not be.
+func (c *Config) runLimit() time.Duration {
+	return c.ConnectTimeout + c.DialTimeout + c.Duration + 2*c.Drain + c.RequestTimeout + 2*closeGrace + 3*nodeSampleTimeout + workerGrace + 10*time.Second
+}
+
 // run is the state of one Run.
 type run struct {
 	cfg    *Config
@@ -129,18 +151,26 @@ type run struct {
 	rtc    *rtcClient // nil but over WebRTC
 	phase  atomic.Int32
 
-	subs          []atomic.Pointer[subscriber] // nil until connected
+	share         Share                        // this process's subscribers
+	subs          []atomic.Pointer[subscriber] // by index in share; nil until connected
 	subsPerTopic  []atomic.Int64
 	connected     atomic.Int64
 	connectErrors atomic.Int64
 	readers       sync.WaitGroup
 
+	// The other processes of the run, when this one is Run's.
+	remotes            []*remote
+	remoteSubsPerTopic []int64 // summed over remotes, written by waitReady
+	cancelWorkers      context.CancelFunc
+	remoteReaders      sync.WaitGroup
+
 	// Written by Run's goroutine, read after the phases.
 	pubStart, pubEnd time.Duration // since base
 	timeline         []TimelinePoint
+	connectTime      time.Duration
 }
 
-func newRun(cfg *Config) *run {
+func newRun(cfg *Config, share Share) *run {
 	topics := make([]string, cfg.Topics)
 	for i := range topics {
 		topics[i] = "bench." + strconv.Itoa(i)
@@ -153,7 +183,8 @@ func newRun(cfg *Config) *run {
 		errs:         errs,
 		hists:        make([]Histogram, histShards),
 		pub:          newPublisher(cfg, topics, errs),
-		subs:         make([]atomic.Pointer[subscriber], cfg.Conns),
+		share:        share,
+		subs:         make([]atomic.Pointer[subscriber], share.Conns),
 		subsPerTopic: make([]atomic.Int64, cfg.Topics),
 	}
 }
@@ -165,13 +196,14 @@ func (r *run) connect(ctx context.Context) {
 	defer cancel()
 	var next atomic.Int64
 	var workers sync.WaitGroup
-	for range min(r.cfg.DialConcurrency, r.cfg.Conns) {
+	for range min(r.cfg.DialConcurrency, len(r.subs)) {
 		workers.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= r.cfg.Conns {
+				if i >= len(r.subs) {
 					return
 				}
+				g := r.share.Offset + i // the index over the whole run
 				if ctx.Err() != nil {
 					r.connectErrors.Add(1)
 					continue
@@ -180,11 +212,11 @@ func (r *run) connect(ctx context.Context) {
 				var err error
 				switch {
 				case r.wt != nil:
-					s, err = r.wt.dial(ctx, r.cfg, i, r.topics, &r.hists[i%histShards], r.base)
+					s, err = r.wt.dial(ctx, r.cfg, g, r.topics, &r.hists[i%histShards], r.base)
 				case r.rtc != nil:
-					s, err = r.rtc.dial(ctx, r.cfg, i, r.topics, &r.hists[i%histShards], r.base)
+					s, err = r.rtc.dial(ctx, r.cfg, g, r.topics, &r.hists[i%histShards], r.base)
 				default:
-					s, err = dialSubscriber(ctx, r.cfg, i, r.topics, &r.hists[i%histShards], r.base)
+					s, err = dialSubscriber(ctx, r.cfg, g, r.topics, &r.hists[i%histShards], r.base)
 				}
 				if err != nil {
 					r.connectErrors.Add(1)
@@ -208,15 +240,16 @@ func (r *run) publish(ctx context.Context) {
 	p.hardEnd = p.start.Add(r.cfg.Duration + r.cfg.Drain)
 	r.pubStart = p.start.Sub(r.base)
 	var pubs sync.WaitGroup
-	for range r.cfg.Publishers {
-		pubs.Go(func() { p.run(ctx) })
+	for k := range r.cfg.Publishers {
+		pubs.Go(func() { p.run(ctx, k) })
 	}
 	pubs.Wait()
 	r.pubEnd = time.Since(r.base)
 	p.close()
 }
 
-// drain waits up to Drain for the deliveries still expected.
+// drain waits up to Drain for the deliveries still expected, in every
+// process of the run.
 func (r *run) drain(ctx context.Context) {
 	if r.cfg.Drain <= 0 {
 		return
@@ -225,8 +258,8 @@ func (r *run) drain(ctx context.Context) {
 	defer deadline.Stop()
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
-	expected := r.expected()
-	for r.deliveredSoFar() < expected {
+	expected := r.expectedAll()
+	for r.deliveredAll() < expected {
 		select {
 		case <-ctx.Done():
 			return
@@ -250,11 +283,40 @@ func (r *run) close(graceful bool) {
 	r.readers.Wait()
 }
 
-// expected returns the deliveries due for the publishes answered so far.
+// expected returns the deliveries due to this process's subscribers for the
+// publishes answered so far.
 func (r *run) expected() int64 {
 	var n int64
 	for t := range r.topics {
 		n += r.pub.published[t].Load() * r.subsPerTopic[t].Load()
+	}
+	return n
+}
+
+// expectedAll is expected over every process of the run.
+func (r *run) expectedAll() int64 {
+	n := r.expected()
+	for t, subs := range r.remoteSubsPerTopic {
+		n += r.pub.published[t].Load() * subs
+	}
+	return n
+}
+
+// deliveredAll is deliveredSoFar over every process of the run, as far as
+// the workers' last progress lines tell.
+func (r *run) deliveredAll() int64 {
+	n := r.deliveredSoFar()
+	for _, w := range r.remotes {
+		n += w.delivered.Load()
+	}
+	return n
+}
+
+// connectedAll is the subscribers connected in every process of the run.
+func (r *run) connectedAll() int64 {
+	n := r.connected.Load()
+	for _, w := range r.remotes {
+		n += w.connected.Load()
 	}
 	return n
 }
@@ -285,34 +347,25 @@ func (r *run) progressLoop(done <-chan struct{}) {
 }
 
 func (r *run) drawProgress() {
-	delivered := r.deliveredSoFar()
+	delivered := r.deliveredAll()
 	// Deliveries usually arrive before the publish answer that makes them
 	// expected, so "lost" is a lower bound until the drain ends.
-	lost := max(r.expected()-delivered, 0)
+	lost := max(r.expectedAll()-delivered, 0)
 	fmt.Fprintf(r.cfg.Progress, "\r%-10s  conns %d/%d  published %d  delivered %d  lost %d   ",
-		phaseNames[r.phase.Load()], r.connected.Load(), r.cfg.Conns,
+		phaseNames[r.phase.Load()], r.connectedAll(), r.cfg.Conns,
 		r.pub.publishedTotal(), delivered, lost)
 }
 
-// report builds the Report once every goroutine ended.
-func (r *run) report() *Report {
-	rep := &Report{
+// tally sums up this process's subscribers once every goroutine ended.
+func (r *run) tally() *tally {
+	t := &tally{
 		Conns:         int(r.connected.Load()),
 		ConnectErrors: int(r.connectErrors.Load()),
-		Topics:        r.cfg.Topics,
-		Published:     r.pub.publishedTotal(),
-		PublishErrors: r.pub.failed.Load(),
 		Expected:      r.expected(),
+		Nodes:         make([]nodeTally, len(r.cfg.URLs)),
 		Latency:       new(Histogram),
-		Timeline:      r.timeline,
 	}
-	if r.pubEnd > 0 {
-		rep.Unsent = max(r.pub.total-r.pub.attempted.Load(), 0)
-		if d := (r.pubEnd - r.pubStart).Seconds(); d > 0 {
-			rep.PublishedPerSec = float64(rep.Published) / d
-		}
-	}
-	lastDelivery := r.pubEnd
+	var lastDelivery time.Duration
 	for i := range r.subs {
 		s := r.subs[i].Load()
 		if s == nil {
@@ -324,29 +377,72 @@ func (r *run) report() *Report {
 		if last := r.pub.lastSeq[s.topic].Load(); s.resets == 0 && last > c.last {
 			c.givenUp += int64(last - c.last)
 		}
-		rep.Delivered += c.delivered
-		rep.Gaps += c.gaps()
-		rep.Duplicates += c.duplicates
-		rep.OutOfOrder += c.outOfOrder
-		rep.Resets += s.resets
-		rep.BadFrames += s.badFrames
+		t.Delivered += c.delivered
+		t.Gaps += c.gaps()
+		t.Duplicates += c.duplicates
+		t.OutOfOrder += c.outOfOrder
+		t.Resets += s.resets
+		t.BadFrames += s.badFrames
+		t.Nodes[s.node].Conns++
+		t.Nodes[s.node].Delivered += c.delivered
 		switch {
 		case s.readErr != nil:
-			rep.Disconnects++
+			t.Disconnects++
 			r.errs.add(fmt.Errorf("read: %w", s.readErr))
 		case s.ended != "":
-			rep.Disconnects++
+			t.Disconnects++
 			r.errs.add(errors.New("subscription ended: " + s.ended))
 		}
 		lastDelivery = max(lastDelivery, s.lastDelivery)
 	}
+	if lastDelivery > 0 {
+		t.LastDelivery = r.base.Add(lastDelivery).UnixNano()
+	}
+	for i := range r.hists {
+		t.Latency.Merge(&r.hists[i])
+	}
+	t.Errors = r.errs.list()
+	return t
+}
+
+// report builds the Report of Run once every goroutine ended, from its own
+// tally, the workers' and the nodes' samples.
+func (r *run) report(samples [3][]nodeSample) *Report {
+	t := r.tally()
+	r.mergeRemotes(t)
+	rep := &Report{
+		Procs:          1 + len(r.remotes),
+		Conns:          t.Conns,
+		ConnectErrors:  t.ConnectErrors,
+		ConnectSeconds: r.connectTime.Seconds(),
+		Disconnects:    t.Disconnects,
+		Topics:         r.cfg.Topics,
+		Published:      r.pub.publishedTotal(),
+		PublishErrors:  r.pub.failed.Load(),
+		Expected:       t.Expected,
+		Delivered:      t.Delivered,
+		Gaps:           t.Gaps,
+		Duplicates:     t.Duplicates,
+		OutOfOrder:     t.OutOfOrder,
+		Resets:         t.Resets,
+		BadFrames:      t.BadFrames,
+		Latency:        t.Latency,
+		Timeline:       r.timeline,
+	}
+	if r.pubEnd > 0 {
+		rep.Unsent = max(r.pub.total-r.pub.attempted.Load(), 0)
+		if d := (r.pubEnd - r.pubStart).Seconds(); d > 0 {
+			rep.PublishedPerSec = float64(rep.Published) / d
+		}
+	}
 	rep.Lost = rep.Expected - rep.Delivered
+	lastDelivery := r.pubEnd
+	if t.LastDelivery > 0 {
+		lastDelivery = max(lastDelivery, time.Unix(0, t.LastDelivery).Sub(r.base))
+	}
 	if d := lastDelivery - r.pubStart; r.pubEnd > 0 && d > 0 {
 		rep.Seconds = d.Seconds()
 		rep.DeliveriesPerSec = float64(rep.Delivered) / rep.Seconds
-	}
-	for i := range r.hists {
-		rep.Latency.Merge(&r.hists[i])
 	}
 	h := rep.Latency
 	rep.P50 = durationMs(h.Quantile(0.50))
@@ -354,6 +450,7 @@ func (r *run) report() *Report {
 	rep.P99 = durationMs(h.Quantile(0.99))
 	rep.P999 = durationMs(h.Quantile(0.999))
 	rep.Max = durationMs(h.Max())
+	rep.Nodes = nodeReports(r.cfg.URLs, t.Nodes, samples)
 	rep.Errors = r.errs.list()
 	return rep
 }

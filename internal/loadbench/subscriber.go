@@ -39,6 +39,7 @@ var errNotSubscribed = errors.New("loadbench: no reply to sub")
 // peer connection, subscribed to one topic.
 type subscriber struct {
 	topic int
+	node  int      // index in Config.URLs
 	conn  net.Conn // WebSocket; nil otherwise
 	wt    *wtLink  // WebTransport; nil otherwise
 	rtc   *rtcLink // WebRTC; nil otherwise
@@ -67,8 +68,8 @@ type subscriber struct {
 	readErr      error  // why reading stopped, nil when Run ended it
 }
 
-// dialSubscriber connects subscriber i and subscribes it, all within
-// cfg.DialTimeout.
+// dialSubscriber connects subscriber i (numbered over all processes of the
+// run) to its node and subscribes it, all within cfg.DialTimeout.
 func dialSubscriber(ctx context.Context, cfg *Config, i int, topics []string, hist *Histogram, base time.Time) (*subscriber, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
@@ -77,11 +78,11 @@ func dialSubscriber(ctx context.Context, cfg *Config, i int, topics []string, hi
 		nd := net.Dialer{LocalAddr: src}
 		d.NetDial = nd.DialContext
 	}
-	conn, br, _, err := d.Dial(ctx, cfg.subscribeURL())
+	conn, br, _, err := d.Dial(ctx, cfg.subscribeURL(i))
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	s := &subscriber{topic: i % len(topics), conn: conn, hist: hist, base: base}
+	s := &subscriber{topic: i % len(topics), node: i % max(len(cfg.URLs), 1), conn: conn, hist: hist, base: base}
 	// br holds what the server sent right after the handshake, if anything,
 	// and must then be read first.
 	var src io.Reader = br

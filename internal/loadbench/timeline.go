@@ -43,11 +43,11 @@ func (r *run) startTimeline() *timeline {
 
 func (tl *timeline) loop() {
 	start := time.Now()
-	last, lastDel, lastPub := start, tl.r.deliveredSoFar(), tl.r.pub.publishedTotal()
+	last, lastDel, lastPub := start, tl.r.deliveredAll(), tl.r.pub.publishedTotal()
 	tick := time.NewTicker(tl.every)
 	defer tick.Stop()
 	sample := func(now time.Time) {
-		del, pub := tl.r.deliveredSoFar(), tl.r.pub.publishedTotal()
+		del, pub := tl.r.deliveredAll(), tl.r.pub.publishedTotal()
 		if dt := now.Sub(last).Seconds(); dt > 0 {
 			tl.points = append(tl.points, TimelinePoint{
 				Seconds:          now.Sub(start).Seconds(),

@@ -361,7 +361,9 @@ func (r *run) mergeRemotes(t *tally) {
 // It closes its connections and returns when in ends (the parent is gone),
 // ctx is done or the close came and the result is sent.
 func RunWorker(ctx context.Context, cfg Config, share Share, in io.Reader, out io.Writer) error {
-	cfg.Procs, cfg.StartWorker, cfg.Progress = 1, nil, nil
+	// The worker checks the run's config as its parent did (Procs kept:
+	// the per-process bound is on its share), but starts no worker.
+	cfg.StartWorker, cfg.Progress, cfg.worker = nil, nil, true
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return err

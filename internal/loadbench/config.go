@@ -162,6 +162,10 @@ type Config struct {
 	// to kill a worker that does not end when told. Required when
 	// Procs > 1; cmd/topicast starts its own binary.
 	StartWorker func(ctx context.Context, share Share) (*Worker, error)
+
+	// worker marks the Config of a worker process (RunWorker): it runs a
+	// share of a -procs run and starts no worker itself.
+	worker bool
 	// NodePIDs are the process ids of the nodes, in the order of URLs, on
 	// this machine: their CPU and RSS are then read from /proc/<pid>
 	// instead of the nodes' GET /metrics (process_cpu_seconds_total,
@@ -294,7 +298,7 @@ func (c Config) validate() error {
 		"%d node pids for %d urls", len(c.NodePIDs), len(c.URLs))
 	check(c.Conns > 0, "conns must be positive, not %d", c.Conns)
 	check(c.Procs > 0, "procs must be positive, not %d", c.Procs)
-	check(c.Procs == 1 || c.StartWorker != nil, "procs %d without a way to start workers", c.Procs)
+	check(c.Procs == 1 || c.StartWorker != nil || c.worker, "procs %d without a way to start workers", c.Procs)
 	if c.Procs > 0 {
 		perProc := (c.Conns + c.Procs - 1) / c.Procs
 		check(perProc <= MaxConnsPerProcess,

@@ -171,3 +171,23 @@ func TestRunCancelled(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 }
+
+// TestWorkerConfigValidates: a worker of a -procs run checks the run's
+// config with the run's procs, so its share, not the whole run, is held to
+// MaxConnsPerProcess (a 100,000-connection run over 6 processes once failed
+// because each worker counted all 100,000 as its own).
+func TestWorkerConfigValidates(t *testing.T) {
+	run := Config{Conns: 100000, Procs: 6}
+	if err := run.withDefaults().validate(); err == nil {
+		t.Fatal("procs without StartWorker validates")
+	}
+	worker := run
+	worker.worker = true
+	if err := worker.withDefaults().validate(); err != nil {
+		t.Fatalf("a worker's config of a 6-process run: %v", err)
+	}
+	worker.Procs = 5
+	if err := worker.withDefaults().validate(); err == nil {
+		t.Fatal("20,000 conns per process validates")
+	}
+}

@@ -30,6 +30,9 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # The nodes' logs outlive the run: a node may have restarted under load.
+  logs=/tmp/cluster-bench-logs.$$
+  mkdir -p "$logs" && cp "$dir"/*.log "$logs"/ 2>/dev/null && echo "nodes' logs: $logs" >&2
   rm -rf "$dir"
 }
 trap cleanup EXIT

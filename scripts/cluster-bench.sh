@@ -5,12 +5,12 @@
 # node's topicast_relay_deliveries_total), for each publish rate in turn.
 #
 # Usage: scripts/cluster-bench.sh [-nodes 6] [-conns 100000] [-topics 1]
-#          [-rates 1,10] [-duration 20s] [-procs auto] [-redis]
+#          [-rates 1,10] [-duration 20s] [-procs auto] [-pubs N] [-redis]
 # -procs auto takes one load process per 17,000 connections (a process may
 # hold 20,000 descriptors here). Ports from 19100 (HTTP) and 19200
 # (cluster) on 127.0.0.1.
 set -euo pipefail
-nodes=6 conns=100000 topics=1 rates=1,10 duration=20s procs=auto redis=""
+nodes=6 conns=100000 topics=1 rates=1,10 duration=20s procs=auto redis="" pubs=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -nodes) nodes=$2; shift 2 ;;
@@ -19,6 +19,7 @@ while [ $# -gt 0 ]; do
     -rates) rates=$2; shift 2 ;;
     -duration) duration=$2; shift 2 ;;
     -procs) procs=$2; shift 2 ;;
+    -pubs) pubs=(-pubs "$2"); shift 2 ;;
     -redis) redis=yes; shift ;;
     *) echo "cluster-bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -76,7 +77,7 @@ for rate in ${rates//,/ }; do
   loc0=$(sum_metric 'topicast_relay_deliveries_total{scope="local"}')
   rem0=$(sum_metric 'topicast_relay_deliveries_total{scope="remote"}')
   "$dir/topicast" bench -url "$urls" -conns "$conns" -topics "$topics" -rate "$rate" -duration "$duration" \
-    -procs "$procs" -quiet | tee "$dir/report.txt"
+    -procs "$procs" "${pubs[@]}" -quiet | tee "$dir/report.txt"
   # The bench's own publishes: the nodes' counters also count sys:stats.
   pub=$(awk '$1 == "published" {print $2}' "$dir/report.txt")
   loc1=$(sum_metric 'topicast_relay_deliveries_total{scope="local"}')
